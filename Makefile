@@ -1,0 +1,52 @@
+# The project's commands. Everything runs inside .venv, created and filled from pinned versions.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+export PATH := $(abspath $(BIN)):$(PATH)
+
+.DEFAULT_GOAL := help
+.PHONY: help venv run test test-unit test-integration lint typecheck schemas schemas-check bench demo clean
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev]'
+	touch $(STAMP)
+
+venv: $(STAMP) ## Create .venv and install the pinned dependencies
+
+run: $(STAMP) ## Start broker + the four services in the foreground (Ctrl-C stops all)
+	LOG_FORMAT=$${LOG_FORMAT:-console} $(BIN)/honcho -f deploy/Procfile -d . start
+
+test: $(STAMP) ## Run the whole test suite (unit + integration on the embedded broker)
+	$(BIN)/pytest -q
+
+test-unit: $(STAMP) ## Only the tests that need no broker
+	$(BIN)/pytest -q -m "not integration"
+
+lint: $(STAMP) ## ruff lint + format check
+	$(BIN)/ruff check shared services deploy tests tools
+	$(BIN)/ruff format --check shared services deploy tests tools
+
+typecheck: $(STAMP) ## mypy --strict on shared/ and every domain.py
+	$(BIN)/mypy
+
+schemas: $(STAMP) ## Export the JSON Schemas of every event to docs/schemas/
+	$(BIN)/python -m shared.schemas export docs/schemas
+
+schemas-check: $(STAMP) ## Fail if docs/schemas/ differs from the event models
+	$(BIN)/python -m shared.schemas check docs/schemas
+
+bench: $(STAMP) ## End-to-end benchmark: ingest -> Kafka -> rules -> notifier -> fake Slack
+	$(BIN)/python -m tools.bench $(BENCH_ARGS)
+
+demo: ## Post a red heart-rate reading to a running `make run`
+	@curl -sS -X POST http://127.0.0.1:$${INGEST_PORT:-8001}/v1/readings \
+	  -H 'Content-Type: application/json' \
+	  -d "{\"readings\":[{\"patient_id\":\"pt-demo-001\",\"metric\":\"heart_rate\",\"value\":130,\"unit\":\"/min\",\"measured_at\":\"$$(date -u +%Y-%m-%dT%H:%M:%SZ)\",\"source\":\"demo\"}]}"; echo
+
+clean: ## Remove the virtualenv and caches
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,109 @@
+"""Ingest HTTP routes."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from services.ingest.domain import SubmittedReading
+from services.ingest.errors import BrokerUnavailableError
+from services.ingest.handlers import BatchRejectedError, accept_readings
+from shared.events import PatientId, UtcDatetime
+from shared.http import ApiError, error_body, require_json
+from shared.vitals import Metric
+
+MAX_READINGS_PER_REQUEST = 1000
+
+
+class ReadingIn(BaseModel):
+    """One sample in the generic canonical format."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, frozen=True)
+
+    patient_id: PatientId
+    metric: Metric
+    value: float = Field(strict=True, description="Numeric value in `unit`; NaN/Infinity refused.")
+    unit: str = Field(
+        min_length=1, max_length=32, description="UCUM unit (common aliases accepted)."
+    )
+    measured_at: UtcDatetime = Field(description="ISO 8601 with a UTC offset.")
+    source: str = Field(min_length=1, max_length=64, pattern=r"^[a-z0-9][a-z0-9_.-]*$")
+    source_id: str | None = Field(None, max_length=128, description="Vendor's own sample id.")
+
+
+class ReadingsIn(BaseModel):
+    """Body of POST /v1/readings."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    readings: list[ReadingIn] = Field(min_length=1, max_length=MAX_READINGS_PER_REQUEST)
+
+
+class ReadingsAccepted(BaseModel):
+    """202 body: the ids the readings got (deterministic, so a retry returns the same ids)."""
+
+    accepted: int
+    reading_ids: list[str]
+
+
+class ServiceUnavailableError(ApiError):
+    """The broker is unavailable; the client should retry."""
+
+    status = 503
+    code = "broker_unavailable"
+
+
+def build_router() -> APIRouter:
+    """Routes of the ingest API."""
+    router = APIRouter(prefix="/v1", tags=["readings"])
+
+    @router.post(
+        "/readings",
+        status_code=202,
+        response_model=ReadingsAccepted,
+        summary="Submit readings in the canonical format",
+        description="Answers 202 only after the broker acknowledged every reading (acks=all).",
+        dependencies=[Depends(require_json)],
+        responses={
+            400: {"description": "Malformed JSON"},
+            413: {"description": "Body over INGEST_MAX_BODY_BYTES"},
+            415: {"description": "Not application/json"},
+            422: {"description": "A field is invalid; `error.details[].field` names it"},
+            503: {"description": "Broker unavailable; retry after Retry-After seconds"},
+        },
+    )
+    async def post_readings(body: ReadingsIn, request: Request) -> JSONResponse:
+        state = request.app.state
+        samples = [SubmittedReading(**r.model_dump()) for r in body.readings]
+        try:
+            result = await accept_readings(
+                samples,
+                received_at=datetime.now(UTC),
+                max_future_skew=timedelta(seconds=state.settings.max_future_skew_s),
+                publisher=state.publisher,
+                consent=state.consent,
+            )
+        except BatchRejectedError as exc:
+            details = [
+                {"field": f"readings[{r.index}].{r.field}", "message": r.message}
+                for r in exc.rejected
+            ]
+            summary = "; ".join(f"{d['field']}: {d['message']}" for d in details[:5])
+            return JSONResponse(error_body("invalid_reading", summary, details), status_code=422)
+        except BrokerUnavailableError as exc:
+            raise ServiceUnavailableError(
+                "readings not accepted: the event broker is unavailable, retry later",
+                headers={"Retry-After": "5"},
+            ) from exc
+        state.metrics.accepted.inc(len(result.reading_ids))
+        return JSONResponse(
+            ReadingsAccepted(
+                accepted=len(result.reading_ids), reading_ids=result.reading_ids
+            ).model_dump(),
+            status_code=202,
+        )
+
+    return router

@@ -1,0 +1,20 @@
+"""Ingest errors."""
+
+from __future__ import annotations
+
+
+class IngestError(Exception):
+    """Base of every ingest error."""
+
+
+class InvalidReadingError(IngestError):
+    """A submitted reading cannot be normalized; `field` names the culprit."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+
+class BrokerUnavailableError(IngestError):
+    """The broker did not acknowledge; nothing may be reported as accepted."""

@@ -1,0 +1,22 @@
+"""What the ingest handlers need from the outside world."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+from shared.events import Reading
+
+
+class ReadingPublisher(Protocol):
+    """Durably hands readings to the stream; returns only once all are acknowledged."""
+
+    async def publish_readings(self, readings: Sequence[Reading]) -> None:
+        """Publish; raise BrokerUnavailableError if the broker did not acknowledge."""
+
+
+class ConsentView(Protocol):
+    """Local view of consent: may this patient's readings be processed?"""
+
+    def allows_monitoring(self, patient_id: str) -> bool:
+        """Return True when the patient has active consent for monitoring."""

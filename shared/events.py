@@ -1,0 +1,139 @@
+"""Event contracts carried on Kafka. One pydantic model per payload; versioned by topic name."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
+
+from shared.vitals import Metric
+
+
+def _as_utc(value: datetime) -> datetime:
+    return value.astimezone(UTC)
+
+
+UtcDatetime = Annotated[AwareDatetime, AfterValidator(_as_utc)]
+
+# Pseudonymous patient identifier issued by the healthtech; never a name, CPF, phone or e-mail.
+PatientId = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=64,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]*$",
+        description="Pseudonymous patient id (ASCII letters, digits, . _ : -).",
+    ),
+]
+
+
+class Event(BaseModel):
+    """Base of every event: immutable, unknown fields rejected, no NaN/Infinity."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
+
+
+class Reading(Event):
+    """A canonical vital-sign sample, published on readings.v1 keyed by patient id."""
+
+    reading_id: str = Field(
+        description="Deterministic id: the same vendor sample always maps here."
+    )
+    patient_id: PatientId
+    source: str = Field(description="Where the sample came from, e.g. 'fitbit', 'garmin', 'api'.")
+    metric: Metric
+    value: float = Field(description="Value in the canonical UCUM unit of the metric.")
+    unit: str = Field(description="UCUM unit, canonical for the metric.")
+    code: str = Field(description="LOINC code of the observation.")
+    measured_at: UtcDatetime
+    received_at: UtcDatetime
+
+
+class Severity(StrEnum):
+    """Traffic-light state of a patient."""
+
+    GREEN = "green"
+    YELLOW = "yellow"
+    RED = "red"
+
+
+class AlertKind(StrEnum):
+    """Step in an alert's lifecycle."""
+
+    OPENED = "opened"
+    ESCALATED = "escalated"
+    ACKNOWLEDGED = "acknowledged"
+    RESOLVED = "resolved"
+
+
+class RuleRef(Event):
+    """The rule that decided, with enough detail to audit the decision later."""
+
+    rule_id: str
+    version: str
+    description: str
+    threshold: str = Field(description="Human-readable condition, e.g. '> 120 /min'.")
+
+
+class TriggerReading(Event):
+    """The reading(s) behind an alert event."""
+
+    reading_id: str
+    metric: Metric
+    value: float
+    unit: str
+    measured_at: UtcDatetime
+
+
+class AlertEvent(Event):
+    """An alert lifecycle event, published on alerts.v1 keyed by patient id."""
+
+    event_id: str = Field(description="Unique per event; deterministic, so a replay repeats it.")
+    alert_id: str = Field(description="Stable for one episode, from opened to resolved.")
+    patient_id: PatientId
+    kind: AlertKind
+    severity: Severity
+    previous_severity: Severity
+    rule: RuleRef
+    readings: tuple[TriggerReading, ...] = Field(min_length=1)
+    occurred_at: UtcDatetime = Field(
+        description="Event time: when the triggering reading was taken. No wall-clock field is "
+        "carried, so a replay yields byte-identical events."
+    )
+
+
+class ConsentStatus(StrEnum):
+    """FHIR Consent.status values we use."""
+
+    ACTIVE = "active"
+    INACTIVE = "inactive"
+
+
+class ConsentChanged(Event):
+    """A change of a patient's consent for one purpose, on consent.v1 keyed by patient id."""
+
+    event_id: str
+    patient_id: PatientId
+    consent_id: str
+    purpose: Literal["monitoring", "notifications", "sharing"]
+    status: ConsentStatus
+    changed_at: UtcDatetime
+
+
+class DeadLetter(Event):
+    """Something that could not be processed, with where it came from and why."""
+
+    source_topic: str
+    source_partition: int | None = None
+    source_offset: int | None = None
+    reason: str
+    detail: str = ""
+    key: str | None = None
+    payload: str = Field(
+        description="Original bytes as UTF-8 (replacement chars where not decodable)."
+    )
+    service: str
+    failed_at: UtcDatetime
+    headers: dict[str, Any] = Field(default_factory=dict)

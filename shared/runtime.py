@@ -1,0 +1,109 @@
+"""Kafka side of a service's lifespan: connect in the background, own every task, stop in order."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import structlog
+from prometheus_client import CollectorRegistry
+
+from shared.events import Event
+from shared.kafka import (
+    ConsumerMetrics,
+    Handler,
+    KafkaEventConsumer,
+    KafkaEventPublisher,
+    ensure_topics,
+    retry_forever,
+)
+from shared.settings import ServiceSettings
+from shared.topics import ALL_TOPICS, Topic
+
+log = structlog.get_logger(__name__)
+E = TypeVar("E", bound=Event)
+
+
+class KafkaRuntime:
+    """The Kafka clients of one service.
+
+    `start()` returns at once so /healthz answers while the broker is still coming up; /readyz
+    reports the clients' state. `stop()` cancels consumers first (they commit what they handled),
+    then flushes and closes the producer.
+    """
+
+    def __init__(
+        self, *, service: str, settings: ServiceSettings, registry: CollectorRegistry
+    ) -> None:
+        self.service = service
+        self._settings = settings
+        self.publisher = KafkaEventPublisher(
+            bootstrap_servers=settings.kafka_bootstrap_servers,
+            client_id=f"{service}-producer",
+            timeout_s=settings.kafka_publish_timeout_s,
+        )
+        self._metrics = ConsumerMetrics(registry)
+        self._consumers: list[KafkaEventConsumer[Any]] = []
+        self._tasks: list[asyncio.Task[None]] = []
+        self.topics_ready = asyncio.Event()
+
+    def add_consumer(self, topic: Topic[E], handler: Handler[E], *, group_id: str) -> None:
+        """Register a consumer; it starts with the runtime."""
+        self._consumers.append(
+            KafkaEventConsumer(
+                topic=topic,
+                handler=handler,
+                group_id=group_id,
+                service=self.service,
+                bootstrap_servers=self._settings.kafka_bootstrap_servers,
+                deadletter=self.publisher,
+                metrics=self._metrics,
+                session_timeout_ms=self._settings.kafka_session_timeout_ms,
+                heartbeat_interval_ms=self._settings.kafka_heartbeat_interval_ms,
+            )
+        )
+
+    def spawn(self, name: str, coro: Callable[[], Awaitable[None]]) -> None:
+        """Run a background coroutine owned by this runtime (cancelled and awaited on stop)."""
+        self._tasks.append(asyncio.create_task(_logged(name, coro), name=name))
+
+    async def start(self) -> None:
+        """Start connecting; returns immediately."""
+        self.spawn("kafka-connect", self._connect)
+
+    async def _connect(self) -> None:
+        if self._settings.kafka_create_topics:
+            bootstrap = self._settings.kafka_bootstrap_servers
+            await retry_forever(lambda: ensure_topics(bootstrap, ALL_TOPICS), what="topics")
+        self.topics_ready.set()
+        await self.publisher.start()
+        for consumer in self._consumers:
+            self.spawn(f"consume-{id(consumer)}", consumer.run)
+
+    async def stop(self) -> None:
+        """Cancel consumers and background tasks (newest first), then close the producer."""
+        for task in reversed(self._tasks):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks.clear()
+        await self.publisher.stop()
+
+    def checks(self) -> dict[str, bool]:
+        """Readiness of each Kafka client."""
+        result = {"kafka_producer": self.publisher.ready}
+        for consumer in self._consumers:
+            result[f"kafka_consumer_{consumer.topic_name}"] = consumer.ready
+        return result
+
+
+async def _logged(name: str, coro: Callable[[], Awaitable[None]]) -> None:
+    try:
+        await coro()
+    except asyncio.CancelledError:
+        raise
+    except Exception:
+        log.exception("background_task_crashed", task=name)
+        raise

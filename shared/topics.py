@@ -1,0 +1,49 @@
+"""Topic registry: every topic, its key and its payload type, declared once."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+from shared.events import AlertEvent, ConsentChanged, DeadLetter, Event, Reading
+
+E = TypeVar("E", bound=Event)
+
+
+@dataclass(frozen=True)
+class Topic(Generic[E]):
+    """A Kafka topic with its payload model and the payload field used as message key."""
+
+    name: str
+    payload: type[E]
+    key_field: str | None
+    partitions: int = 6
+
+    def key_of(self, event: E) -> bytes | None:
+        """Return the message key for an event of this topic."""
+        if self.key_field is None:
+            return None
+        return str(getattr(event, self.key_field)).encode()
+
+    def encode(self, event: E) -> bytes:
+        """Serialize an event as compact JSON."""
+        return event.model_dump_json().encode()
+
+    def decode(self, raw: bytes) -> E:
+        """Parse and validate a message value; raises pydantic.ValidationError."""
+        return self.payload.model_validate_json(raw)
+
+
+READINGS: Topic[Reading] = Topic("readings.v1", Reading, key_field="patient_id")
+ALERTS: Topic[AlertEvent] = Topic("alerts.v1", AlertEvent, key_field="patient_id")
+CONSENT: Topic[ConsentChanged] = Topic("consent.v1", ConsentChanged, key_field="patient_id")
+DEADLETTER: Topic[DeadLetter] = Topic("deadletter.v1", DeadLetter, key_field=None, partitions=1)
+
+ALL_TOPICS: tuple[
+    Topic[Reading] | Topic[AlertEvent] | Topic[ConsentChanged] | Topic[DeadLetter], ...
+] = (
+    READINGS,
+    ALERTS,
+    CONSENT,
+    DEADLETTER,
+)
