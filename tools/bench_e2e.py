@@ -1,0 +1,150 @@
+"""Phase A: readings posted over HTTP, timed from their 202 to the fake Slack's receipt.
+
+Every reading is a red heart rate (130 /min > 120) for its own patient, so each must produce
+exactly one chat.postMessage mentioning that patient. Times on both ends are this process's
+time.perf_counter(): the client stamps the 202, the in-process fake Slack stamps the arrival.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+
+from tests.fakes.slack import FakeSlack, SlackCall
+
+RED_HEART_RATE = 130.0
+POST_TIMEOUT_S = 10.0
+SLACK_WAIT_S = 60.0
+
+
+def reading_body(patient_id: str, value: float) -> dict[str, Any]:
+    """POST /v1/readings body with one heart-rate sample measured now."""
+    return {
+        "readings": [
+            {
+                "patient_id": patient_id,
+                "metric": "heart_rate",
+                "value": value,
+                "unit": "/min",
+                "measured_at": datetime.now(UTC).isoformat(),
+                "source": "bench",
+            }
+        ]
+    }
+
+
+@dataclass
+class AlertTracker:
+    """Folds fake-Slack calls into per-patient counts; incremental, so cheap to call often."""
+
+    pattern: re.Pattern[str]
+    first_at: dict[str, float] = field(default_factory=dict)
+    counts: Counter[str] = field(default_factory=Counter)
+    _scanned: int = 0
+
+    def scan(self, calls: list[SlackCall]) -> int:
+        """Account for calls not seen yet; return how many distinct patients were paged."""
+        for call in calls[self._scanned :]:
+            for patient_id in set(self.pattern.findall(json.dumps(call.body))):
+                self.counts[patient_id] += 1
+                self.first_at.setdefault(patient_id, call.received_at)
+        self._scanned = len(calls)
+        return len(self.first_at)
+
+    @property
+    def duplicates(self) -> int:
+        """Patients paged more than once."""
+        return sum(1 for n in self.counts.values() if n > 1)
+
+
+@dataclass
+class PostOutcome:
+    """What the posting side saw."""
+
+    accepted_at: dict[str, float] = field(default_factory=dict)
+    post_latency_s: list[float] = field(default_factory=list)
+    failures: Counter[str] = field(default_factory=Counter)
+    wall_s: float = 0.0
+
+
+@dataclass
+class E2ERun:
+    """Raw outcome of phase A; summarised after the whole run so late duplicates still count."""
+
+    readings: int
+    concurrency: int
+    posted: PostOutcome
+    tracker: AlertTracker
+    all_arrived: bool
+    warmup_s: float
+
+    def e2e_latency_s(self) -> list[float]:
+        """202 → Slack receipt, per patient that got both."""
+        first = self.tracker.first_at
+        return [first[p] - t for p, t in self.posted.accepted_at.items() if p in first]
+
+
+async def _post_one(client: httpx.AsyncClient, patient_id: str, outcome: PostOutcome) -> None:
+    started = time.perf_counter()
+    try:
+        response = await client.post("/v1/readings", json=reading_body(patient_id, RED_HEART_RATE))
+    except httpx.HTTPError as exc:
+        outcome.failures[type(exc).__name__] += 1
+        return
+    done = time.perf_counter()
+    if response.status_code != 202:
+        outcome.failures[f"HTTP {response.status_code}"] += 1
+        return
+    outcome.accepted_at[patient_id] = done
+    outcome.post_latency_s.append(done - started)
+
+
+async def post_all(url: str, patient_ids: list[str], concurrency: int) -> PostOutcome:
+    """POST one reading per patient with at most `concurrency` requests in flight."""
+    outcome = PostOutcome()
+    pending = iter(patient_ids)
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(base_url=url, timeout=POST_TIMEOUT_S, limits=limits) as client:
+
+        async def worker() -> None:
+            for patient_id in pending:  # one shared iterator: each id is posted once
+                await _post_one(client, patient_id, outcome)
+
+        started = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        outcome.wall_s = time.perf_counter() - started
+    return outcome
+
+
+def warm_up(url: str, slack: FakeSlack, patient_id: str) -> float:
+    """One red reading through the whole pipeline (consumer groups join, connections open).
+
+    Returns its 202 → Slack latency in seconds; raises if it never arrives.
+    """
+    tracker = AlertTracker(re.compile(re.escape(patient_id)))
+    outcome = asyncio.run(post_all(url, [patient_id], 1))
+    if patient_id not in outcome.accepted_at:
+        raise RuntimeError(f"warm-up reading not accepted: {dict(outcome.failures)}")
+    if not slack.wait_for(lambda calls: tracker.scan(calls) >= 1, timeout=SLACK_WAIT_S):
+        raise RuntimeError(f"warm-up alert did not reach the fake Slack within {SLACK_WAIT_S}s")
+    return tracker.first_at[patient_id] - outcome.accepted_at[patient_id]
+
+
+def run_e2e(url: str, slack: FakeSlack, run_id: str, readings: int, concurrency: int) -> E2ERun:
+    """Warm up, post `readings` red readings, wait (bounded) until every alert reached Slack."""
+    warmup_s = warm_up(url, slack, f"bench-{run_id}-warmup")
+    prefix = f"bench-{run_id}-"
+    patient_ids = [f"{prefix}{i}" for i in range(readings)]
+    posted = asyncio.run(post_all(url, patient_ids, concurrency))
+    tracker = AlertTracker(re.compile(re.escape(prefix) + r"\d+(?!\d)"))
+    expected = len(posted.accepted_at)
+    all_arrived = slack.wait_for(lambda calls: tracker.scan(calls) >= expected, SLACK_WAIT_S)
+    return E2ERun(readings, concurrency, posted, tracker, all_arrived, warmup_s)

@@ -1,0 +1,169 @@
+"""The benchmark's system under test: embedded broker, fake Slack, services as real subprocesses.
+
+Everything listens on 127.0.0.1, every wait has a deadline, and `running_stack()` stops what it
+started (services, then broker, then fake Slack) on any exit, Ctrl-C included.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from deploy.embedded_broker import free_port, start_tansu, stop_tansu
+from tests.fakes.slack import FakeSlack
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SERVICES = ("ingest", "rules", "notifier")
+SLACK_TOKEN = "xoxb-bench"  # noqa: S105 - the fake Slack's token, not a secret
+SLACK_CHANNEL = "#care-alerts"
+READY_TIMEOUT_S = 60.0
+STOP_TIMEOUT_S = 15.0
+POLL_INTERVAL_S = 0.1
+
+
+class StackError(RuntimeError):
+    """A process of the stack failed to start or to become ready."""
+
+
+@dataclass(frozen=True)
+class Process:
+    """A subprocess serving HTTP on a loopback port, with its combined output in a log file."""
+
+    name: str
+    port: int
+    proc: subprocess.Popen[bytes]
+    log_path: Path
+
+    @property
+    def url(self) -> str:
+        """Base URL on the loopback interface."""
+        return f"http://127.0.0.1:{self.port}"
+
+    def log_tail(self, lines: int = 20) -> str:
+        """Last lines of the process output (for error messages)."""
+        text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+        return "\n".join(text.splitlines()[-lines:])
+
+    def log_lines(self) -> int:
+        """Number of lines the process logged (services log at WARNING and above only)."""
+        return len(self.log_path.read_text(errors="replace").splitlines())
+
+
+@dataclass(frozen=True)
+class Stack:
+    """The running system under test."""
+
+    bootstrap: str
+    slack: FakeSlack
+    services: dict[str, Process]
+
+    @property
+    def ingest_url(self) -> str:
+        """Base URL of the ingest service."""
+        return self.services["ingest"].url
+
+
+def service_env(bootstrap: str, slack: FakeSlack, ports: dict[str, int]) -> dict[str, str]:
+    """Environment shared by the three services: everything on loopback, quiet logs."""
+    return {
+        **os.environ,
+        "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+        "INGEST_PORT": str(ports["ingest"]),
+        "RULES_PORT": str(ports["rules"]),
+        "NOTIFIER_PORT": str(ports["notifier"]),
+        "SLACK_BOT_TOKEN": SLACK_TOKEN,
+        "SLACK_API_BASE_URL": slack.base_url,
+        "SLACK_CHANNEL": SLACK_CHANNEL,
+        "LOG_LEVEL": "WARNING",
+        "KAFKA_SESSION_TIMEOUT_MS": "2000",
+        "KAFKA_HEARTBEAT_INTERVAL_MS": "300",
+        "BIND_HOST": "127.0.0.1",
+    }
+
+
+def spawn(name: str, argv: Sequence[str], port: int, env: dict[str, str], log_dir: Path) -> Process:
+    """Start `python <argv>` with its output going to <log_dir>/<name>.log."""
+    log_path = log_dir / f"{name}.log"
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(  # noqa: S603 - our own interpreter and modules
+            [sys.executable, *argv], env=env, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT
+        )
+    return Process(name=name, port=port, proc=proc, log_path=log_path)
+
+
+def stop_processes(processes: Sequence[Process]) -> None:
+    """SIGTERM all, then wait for each (SIGKILL after STOP_TIMEOUT_S)."""
+    for process in processes:
+        if process.proc.poll() is None:
+            process.proc.terminate()
+    for process in processes:
+        try:
+            process.proc.wait(timeout=STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            process.proc.kill()
+            process.proc.wait()
+
+
+def _is_ready(client: httpx.Client, process: Process) -> bool:
+    try:
+        return client.get(f"{process.url}/readyz").status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def wait_ready(processes: Sequence[Process], timeout_s: float = READY_TIMEOUT_S) -> None:
+    """Poll every /readyz until all answer 200; fail fast if one exits, fail at the deadline."""
+    pending = list(processes)
+    deadline = time.monotonic() + timeout_s
+    with httpx.Client(timeout=1.0) as client:
+        while pending:
+            for process in list(pending):
+                if process.proc.poll() is not None:
+                    raise StackError(
+                        f"{process.name} exited with code {process.proc.returncode}:\n"
+                        f"{process.log_tail()}"
+                    )
+                if _is_ready(client, process):
+                    pending.remove(process)
+            if pending and time.monotonic() > deadline:
+                names = ", ".join(p.name for p in pending)
+                tails = "\n".join(f"--- {p.name}\n{p.log_tail()}" for p in pending)
+                raise StackError(f"not ready within {timeout_s:.0f}s: {names}\n{tails}")
+            if pending:
+                time.sleep(POLL_INTERVAL_S)
+
+
+@contextmanager
+def running_processes(processes: list[Process]) -> Iterator[list[Process]]:
+    """Stop every process appended to `processes` when the block exits, however it exits."""
+    try:
+        yield processes
+    finally:
+        stop_processes(processes)
+
+
+@contextmanager
+def running_stack(log_dir: Path) -> Iterator[Stack]:
+    """Start broker, fake Slack and the services; yield once every /readyz is 200."""
+    with ExitStack() as exits:
+        broker_port = free_port()
+        broker = start_tansu(broker_port, quiet=True)
+        exits.callback(stop_tansu, broker)
+        slack = FakeSlack(token=SLACK_TOKEN).start()
+        exits.callback(slack.stop)
+        bootstrap = f"127.0.0.1:{broker_port}"
+        ports = {name: free_port() for name in SERVICES}
+        env = service_env(bootstrap, slack, ports)
+        services = exits.enter_context(running_processes([]))
+        for name in SERVICES:
+            services.append(spawn(name, ["-m", f"services.{name}"], ports[name], env, log_dir))
+        wait_ready(services)
+        yield Stack(bootstrap=bootstrap, slack=slack, services={p.name: p for p in services})
