@@ -298,7 +298,7 @@ class KafkaEventConsumer(Generic[E]):
                 headers=dict(record.headers or ()),
             )
             with structlog.contextvars.bound_contextvars(
-                topic=ctx.topic, partition=ctx.partition, offset=ctx.offset
+                topic=ctx.topic, partition=ctx.partition, offset=ctx.offset, event_id=None
             ):
                 done = await self._handle_record(record, ctx)
             if not done:
@@ -314,6 +314,8 @@ class KafkaEventConsumer(Generic[E]):
             event = self._topic.decode(record.value or b"")
         except ValidationError as exc:
             return await self._dead_letter(record, "undecodable", _summarize(exc))
+        event_id = getattr(event, "event_id", None) or getattr(event, "reading_id", None)
+        structlog.contextvars.bind_contextvars(event_id=event_id)
         try:
             with self._metrics.handle_seconds.labels(self._topic.name).time():
                 await self._handler(event, ctx)

@@ -22,7 +22,7 @@ from tests.fakes.slack import FakeSlack
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SERVICES = ("ingest", "rules", "notifier")
-SLACK_TOKEN = "xoxb-bench"  # noqa: S105 - the fake Slack's token, not a secret
+SLACK_TOKEN = "xoxb-bench"
 SLACK_CHANNEL = "#care-alerts"
 READY_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 15.0
@@ -93,7 +93,7 @@ def spawn(name: str, argv: Sequence[str], port: int, env: dict[str, str], log_di
     """Start `python <argv>` with its output going to <log_dir>/<name>.log."""
     log_path = log_dir / f"{name}.log"
     with log_path.open("wb") as log:
-        proc = subprocess.Popen(  # noqa: S603 - our own interpreter and modules
+        proc = subprocess.Popen(
             [sys.executable, *argv], env=env, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT
         )
     return Process(name=name, port=port, proc=proc, log_path=log_path)

@@ -103,7 +103,7 @@ def require_wrk() -> str:
             "wrk is not installed: `apt-get install -y wrk` (Debian package wrk), "
             "or run `make bench`, which installs it when it can"
         )
-    out = subprocess.run(["wrk", "-v"], capture_output=True, text=True, check=False)  # noqa: S607
+    out = subprocess.run(["wrk", "-v"], capture_output=True, text=True, check=False)
     return (out.stdout + out.stderr).splitlines()[0].strip()
 
 
@@ -138,7 +138,7 @@ def parse_summary(stdout: str) -> WrkResult:
 
 def run_wrk(settings: WrkSettings, script: Path, url: str) -> WrkResult:
     """Run wrk once (bounded: its duration plus a grace period) and return its summary."""
-    completed = subprocess.run(  # noqa: S603 - fixed program, our own arguments
+    completed = subprocess.run(
         settings.argv(script, url),
         capture_output=True,
         text=True,

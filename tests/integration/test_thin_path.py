@@ -100,9 +100,8 @@ async def read_topic(bootstrap: str, topic: str, count: int, timeout: float = 10
     return values
 
 
-async def test_red_heart_rate_reaches_slack_once_and_normal_rate_adds_no_red_alert(
-    broker: str, fake_slack: FakeSlack
-) -> None:
+async def red_then_normal(broker: str, fake_slack: FakeSlack) -> None:
+    """Post 130 /min: exactly one Slack call within 5 s; then 80 /min: no new red alert."""
     now = datetime.now(UTC)
     async with pipeline(broker, fake_slack) as p:
         response = await post(p.ingest, hr("pt-int-001", 130, now - timedelta(seconds=2)))
@@ -124,6 +123,12 @@ async def test_red_heart_rate_reaches_slack_once_and_normal_rate_adds_no_red_ale
         # ...and the normal reading added no red alert.
         assert len(fake_slack.calls_mentioning("pt-int-001")) == 1
         assert fake_slack.rejected == []
+
+
+async def test_red_heart_rate_reaches_slack_once_and_normal_rate_adds_no_red_alert(
+    broker: str, fake_slack: FakeSlack
+) -> None:
+    await red_then_normal(broker, fake_slack)
 
 
 async def test_accepted_reading_is_on_the_topic_in_canonical_form(

@@ -1,0 +1,102 @@
+"""End-to-end and throughput benchmark of the walking skeleton: `make bench` / `python -m tools.bench`.
+
+Starts the embedded broker, a fake Slack and ingest, rules and notifier as real subprocesses, all on
+loopback, then:
+  A. posts N red readings (one per patient) and times each from its 202 to the fake Slack receipt;
+  B. runs the same wrk command against ingest and against a bare uvicorn app (the ceiling).
+Prints a Markdown block for docs/benchmarks.md. Everything it started is stopped on any exit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import secrets
+import signal
+import sys
+import tempfile
+from pathlib import Path
+from types import FrameType
+
+from deploy.embedded_broker import free_port
+from tools.bench_e2e import E2ERun, run_e2e
+from tools.bench_report import Throughput, machine_info, render
+from tools.bench_stack import Stack, StackError, running_processes, running_stack, spawn, wait_ready
+from tools.bench_wrk import WrkMissingError, WrkSettings, require_wrk, run_wrk, write_script
+
+READINGS_PATH = "/v1/readings"
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """Command-line options; --quick shrinks the run for a smoke test."""
+    parser = argparse.ArgumentParser(prog="python -m tools.bench", description=__doc__)
+    parser.add_argument("--readings", type=int, default=2000, help="phase A readings (2000)")
+    parser.add_argument("--concurrency", type=int, default=32, help="phase A in-flight POSTs (32)")
+    parser.add_argument("--wrk-threads", type=int, default=2, help="wrk -t (2)")
+    parser.add_argument("--wrk-connections", type=int, default=32, help="wrk -c (32)")
+    parser.add_argument("--wrk-duration", type=int, default=10, help="wrk -d, seconds (10)")
+    parser.add_argument("--quick", action="store_true", help="smoke run: 200 readings, wrk for 3 s")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.readings, args.wrk_duration = min(args.readings, 200), min(args.wrk_duration, 3)
+    if args.readings < 1 or args.concurrency < 1 or args.wrk_duration < 1:
+        parser.error("--readings, --concurrency and --wrk-duration must be positive")
+    return args
+
+
+def run_throughput(stack: Stack, wrk: WrkSettings, work_dir: Path, run_id: str) -> Throughput:
+    """Phase B: the ceiling first (stack idle), then ingest, with the identical wrk command."""
+    script = write_script(work_dir, run_id)
+    port, env = free_port(), dict(os.environ)
+    with running_processes([]) as ceiling:
+        ceiling.append(
+            spawn("ceiling", ["-m", "tools.bench_ceiling", str(port)], port, env, work_dir)
+        )
+        wait_ready(ceiling)
+        ceiling_result = run_wrk(wrk, script, ceiling[0].url + READINGS_PATH)
+    ingest_result = run_wrk(wrk, script, stack.ingest_url + READINGS_PATH)
+    return Throughput(
+        command=wrk.display(f"http://127.0.0.1:PORT{READINGS_PATH}"),
+        ingest=ingest_result,
+        ceiling=ceiling_result,
+    )
+
+
+def benchmark(args: argparse.Namespace, wrk_version: str) -> str:
+    """Run both phases on a fresh stack and return the Markdown report."""
+    run_id = secrets.token_hex(3)
+    wrk = WrkSettings(args.wrk_threads, args.wrk_connections, args.wrk_duration)
+    with tempfile.TemporaryDirectory(prefix="bench-") as tmp, running_stack(Path(tmp)) as stack:
+        print(f"stack ready (broker {stack.bootstrap}); phase A ...", file=sys.stderr, flush=True)
+        e2e: E2ERun = run_e2e(
+            stack.ingest_url, stack.slack, run_id, args.readings, args.concurrency
+        )
+        print("phase B: wrk against ceiling, then ingest ...", file=sys.stderr, flush=True)
+        throughput = run_throughput(stack, wrk, Path(tmp), run_id)
+        e2e.tracker.scan(list(stack.slack.calls))  # late duplicates count too
+        logs = {name: p.log_lines() for name, p in stack.services.items()}
+        return render(machine_info(wrk_version), e2e, throughput, logs)
+
+
+def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; exit code 0 on a complete run, 1 on a failure, 130 on interruption."""
+    args = parse_args(argv)
+    signal.signal(signal.SIGTERM, _raise_interrupt)  # so `finally` cleans up on SIGTERM too
+    try:
+        report = benchmark(args, require_wrk())
+    except KeyboardInterrupt:
+        print("interrupted; everything started was stopped", file=sys.stderr)
+        return 130
+    except (WrkMissingError, StackError, RuntimeError) as exc:
+        print(f"bench failed: {exc}", file=sys.stderr)
+        return 1
+    print(report)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

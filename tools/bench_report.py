@@ -1,0 +1,141 @@
+"""Machine facts and the Markdown block `make bench` prints (pasted into docs/benchmarks.md)."""
+
+from __future__ import annotations
+
+import math
+import os
+import platform
+import subprocess
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from tools.bench_e2e import E2ERun
+from tools.bench_stack import REPO_ROOT
+from tools.bench_wrk import WrkResult
+
+
+@dataclass(frozen=True)
+class Throughput:
+    """Phase B results: the same wrk command against ingest and against the bare ceiling."""
+
+    command: str
+    ingest: WrkResult
+    ceiling: WrkResult
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """Nearest-rank percentile (q in 0..100) of unsorted values; NaN when empty."""
+    if not values:
+        return math.nan
+    ordered = sorted(values)
+    rank = max(1, math.ceil(q / 100 * len(ordered)))
+    return ordered[rank - 1]
+
+
+def _run(*argv: str) -> str:
+    out = subprocess.run(argv, capture_output=True, text=True, cwd=REPO_ROOT, check=False)
+    return out.stdout.strip()
+
+
+def _meminfo_gib() -> str:
+    with open("/proc/meminfo") as f:
+        kib = next(int(ln.split()[1]) for ln in f if ln.startswith("MemTotal:"))
+    return f"{kib / 1024**2:.1f} GiB"
+
+
+def _cpu_model() -> str:
+    with open("/proc/cpuinfo") as f:
+        return next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), "?")
+
+
+def machine_info(wrk_version: str) -> list[tuple[str, str]]:
+    """What the figures were measured on."""
+    commit = _run("git", "rev-parse", "--short", "HEAD") or "?"
+    dirty = " (work tree has uncommitted changes)" if _run("git", "status", "--porcelain") else ""
+    return [
+        ("date (UTC)", datetime.now(UTC).strftime("%Y-%m-%d %H:%M")),
+        ("git commit", commit + dirty),
+        ("nproc", _run("nproc") or str(os.cpu_count())),
+        ("CPU", _cpu_model()),
+        ("memory", _meminfo_gib()),
+        ("python", f"{platform.python_version()} ({platform.platform()})"),
+        ("wrk", wrk_version),
+    ]
+
+
+def _ms(seconds: float) -> str:
+    return f"{seconds * 1000:.1f} ms"
+
+
+def _latency_row(name: str, values: Sequence[float]) -> str:
+    cells = " | ".join(_ms(percentile(values, q)) for q in (50, 90, 99, 100))
+    return f"| {name} | {cells} |"
+
+
+def render_e2e(run: E2ERun) -> list[str]:
+    """Phase A section."""
+    posted = run.posted
+    failures = ", ".join(f"{k}: {v}" for k, v in posted.failures.items()) or "none"
+    e2e = run.e2e_latency_s()
+    return [
+        f"### Phase A: end to end ({run.readings} readings, concurrency {run.concurrency})",
+        "",
+        f"- accepted: {len(posted.accepted_at)}/{run.readings} (failures: {failures})",
+        f"- accepted readings/s: {len(posted.accepted_at) / posted.wall_s:.0f} "
+        f"(posting wall time {posted.wall_s:.2f} s)",
+        f"- Slack calls: {len(run.tracker.first_at)} patients paged of "
+        f"{len(posted.accepted_at)} expected"
+        f"{'' if run.all_arrived else ' (NOT all arrived within the wait)'}; "
+        f"duplicates (patients paged more than once, by end of run): {run.tracker.duplicates}",
+        f"- warm-up (first alert, consumer groups just joined): {_ms(run.warmup_s)}",
+        "",
+        "| latency | p50 | p90 | p99 | max |",
+        "| --- | --- | --- | --- | --- |",
+        _latency_row("202 → fake Slack receipt", e2e),
+        _latency_row("POST /v1/readings (client side)", posted.post_latency_s),
+    ]
+
+
+def _wrk_row(name: str, result: WrkResult) -> str:
+    errors = ", ".join(f"{k}: {v}" for k, v in result.errors.items()) or "0"
+    return (
+        f"| {name} | {result.requests_per_s:.0f} | {result.p50_ms:.1f} ms | "
+        f"{result.p99_ms:.1f} ms | {result.max_ms:.1f} ms | {result.requests} | {errors} |"
+    )
+
+
+def render_throughput(tp: Throughput) -> list[str]:
+    """Phase B section."""
+    ratio = tp.ingest.requests_per_s / tp.ceiling.requests_per_s
+    return [
+        "### Phase B: single-reading POST throughput (wrk)",
+        "",
+        f"Command (same for both targets): `{tp.command}`",
+        "",
+        "| target | requests/s | p50 | p99 | max | requests | errors |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+        _wrk_row("ingest POST /v1/readings", tp.ingest),
+        _wrk_row("ceiling: bare uvicorn ASGI app, 202", tp.ceiling),
+        "",
+        f"ingest / ceiling: {ratio:.2f}",
+    ]
+
+
+def render(
+    machine: list[tuple[str, str]], run: E2ERun, tp: Throughput, logs: dict[str, int]
+) -> str:
+    """The whole Markdown block."""
+    log_note = ", ".join(f"{name} {n}" for name, n in logs.items())
+    lines = [
+        "## Benchmark run",
+        "",
+        *[f"- {key}: {value}" for key, value in machine],
+        "",
+        *render_e2e(run),
+        "",
+        *render_throughput(tp),
+        "",
+        f"Service log lines at WARNING or above during the run: {log_note}",
+    ]
+    return "\n".join(lines)
