@@ -41,6 +41,8 @@ schemas-check: $(STAMP) ## Fail if docs/schemas/ differs from the event models
 	$(BIN)/python -m shared.schemas check docs/schemas
 
 bench: $(STAMP) ## End-to-end benchmark: ingest -> Kafka -> rules -> notifier -> fake Slack
+	@command -v wrk >/dev/null 2>&1 || { echo "installing wrk (Debian package) ..."; \
+	  (apt-get update -qq && apt-get install -y -qq wrk >/dev/null) || echo "could not install wrk" >&2; }
 	$(BIN)/python -m tools.bench $(BENCH_ARGS)
 
 demo: ## Post a red heart-rate reading to a running `make run`

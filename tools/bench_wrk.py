@@ -104,7 +104,7 @@ def require_wrk() -> str:
             "or run `make bench`, which installs it when it can"
         )
     out = subprocess.run(["wrk", "-v"], capture_output=True, text=True, check=False)
-    return (out.stdout + out.stderr).splitlines()[0].strip()
+    return (out.stdout + out.stderr).splitlines()[0].split(" [")[0].strip()
 
 
 def write_script(directory: Path, run_id: str) -> Path:
