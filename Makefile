@@ -1,4 +1,5 @@
 # The project's commands. Everything runs inside .venv, created and filled from pinned versions.
+SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -6,7 +7,7 @@ STAMP := $(VENV)/.installed
 export PATH := $(abspath $(BIN)):$(PATH)
 
 .DEFAULT_GOAL := help
-.PHONY: help venv run test test-unit test-integration lint typecheck schemas schemas-check bench demo clean
+.PHONY: help venv run test test-unit test-integration lint typecheck schemas schemas-check bench demo token clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -18,8 +19,14 @@ $(STAMP): pyproject.toml constraints.txt
 
 venv: $(STAMP) ## Create .venv and install the pinned dependencies
 
+# Export deploy/dev.env's defaults for every variable not already set (values may use ${VAR:-x}).
+DEV_ENV = set -a; while IFS= read -r line; do \
+	  [[ -z "$$line" || "$$line" == "\#"* ]] && continue; \
+	  k="$${line%%=*}"; [[ -n "$${!k}" ]] || eval "export $$line"; \
+	done < deploy/dev.env
+
 run: $(STAMP) ## Start broker + the four services in the foreground (Ctrl-C stops all)
-	LOG_FORMAT=$${LOG_FORMAT:-console} $(BIN)/honcho -f deploy/Procfile -d . start
+	@$(DEV_ENV); LOG_FORMAT=$${LOG_FORMAT:-console} exec $(BIN)/honcho -f deploy/Procfile -d . start
 
 test: $(STAMP) ## Run the whole test suite (unit + integration on the embedded broker)
 	$(BIN)/pytest -q
@@ -45,10 +52,12 @@ bench: $(STAMP) ## End-to-end benchmark: ingest -> Kafka -> rules -> notifier ->
 	  (apt-get update -qq && apt-get install -y -qq wrk >/dev/null) || echo "could not install wrk" >&2; }
 	$(BIN)/python -m tools.bench $(BENCH_ARGS)
 
-demo: ## Post a red heart-rate reading to a running `make run`
-	@curl -sS -X POST http://127.0.0.1:$${INGEST_PORT:-8001}/v1/readings \
-	  -H 'Content-Type: application/json' \
-	  -d "{\"readings\":[{\"patient_id\":\"pt-demo-001\",\"metric\":\"heart_rate\",\"value\":130,\"unit\":\"/min\",\"measured_at\":\"$$(date -u +%Y-%m-%dT%H:%M:%SZ)\",\"source\":\"demo\"}]}"; echo
+demo: $(STAMP) ## Against a running `make run`: grant consent for a demo patient, post HR 130
+	@$(DEV_ENV); $(BIN)/python -m tools.demo
+
+token: $(STAMP) ## Print a dev access token (DEV_AUTH setups only): make token SCOPES="readings:write admin"
+	@$(DEV_ENV); $(BIN)/python -m tools.token --scopes "$(SCOPES)" \
+	  $(if $(TENANT),--tenant "$(TENANT)") $(if $(SUB),--sub "$(SUB)")
 
 clean: ## Remove the virtualenv and caches
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

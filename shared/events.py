@@ -97,29 +97,54 @@ class AlertEvent(Event):
     severity: Severity
     previous_severity: Severity
     rule: RuleRef
-    readings: tuple[TriggerReading, ...] = Field(min_length=1)
+    readings: tuple[TriggerReading, ...] = Field(
+        description="Readings behind the event; empty only for events with a `reason`."
+    )
+    reason: str | None = Field(
+        None, description="Why, when not the readings: e.g. 'consent_revoked' on a resolve."
+    )
     occurred_at: UtcDatetime = Field(
         description="Event time: when the triggering reading was taken. No wall-clock field is "
         "carried, so a replay yields byte-identical events."
     )
 
 
-class ConsentStatus(StrEnum):
-    """FHIR Consent.status values we use."""
+class Purpose(StrEnum):
+    """What a consent allows."""
 
-    ACTIVE = "active"
-    INACTIVE = "inactive"
+    MONITORING = "monitoring"  # processing readings and alerting the care team
+    NOTIFICATIONS = "notifications"  # contacting the patient
+    SHARING = "sharing"  # export to an EHR or another controller
 
 
 class ConsentChanged(Event):
-    """A change of a patient's consent for one purpose, on consent.v1 keyed by patient id."""
+    """A consent was granted or revoked; carries the patient's resulting state for the purpose.
+
+    On consent.v1 keyed by patient id, so every service reads a patient's changes in order and the
+    last event per (patient, purpose) is the current state.
+    """
 
     event_id: str
     patient_id: PatientId
+    tenant_id: str
     consent_id: str
-    purpose: Literal["monitoring", "notifications", "sharing"]
-    status: ConsentStatus
+    purpose: Purpose
+    change: Literal["granted", "revoked"]
+    purpose_active: bool = Field(description="Whether any consent for the purpose is active now.")
     changed_at: UtcDatetime
+
+
+class ErasureEvent(Event):
+    """Erasure of a patient's data (LGPD Art. 18 VI): requested by consent, completed per service."""
+
+    event_id: str
+    request_id: str
+    patient_id: PatientId
+    tenant_id: str
+    kind: Literal["requested", "completed"]
+    service: str | None = Field(None, description="The service that completed (kind=completed).")
+    detail: str = ""
+    occurred_at: UtcDatetime
 
 
 class DeadLetter(Event):

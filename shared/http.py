@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import time
 import uuid
@@ -235,3 +236,30 @@ def build_app(
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=max_body_bytes)
     app.add_middleware(RequestContextMiddleware, registry=registry)
     return app
+
+
+class DuplicateKeyError(ApiError):
+    """A JSON object repeats a key; which value counts would be ambiguous."""
+
+    code = "duplicate_json_key"
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    keys = [k for k, _ in pairs]
+    dupes = sorted({k for k in keys if keys.count(k) > 1})
+    if dupes:
+        raise DuplicateKeyError(f"duplicate JSON key(s): {', '.join(dupes)}")
+    return dict(pairs)
+
+
+async def reject_duplicate_keys(request: Request) -> None:
+    """Dependency: refuse bodies whose JSON objects repeat a key (FastAPI keeps the last one)."""
+    body = await request.body()
+    if not body:
+        return
+    try:
+        json.loads(body, object_pairs_hook=_no_duplicates)
+    except DuplicateKeyError:
+        raise
+    except (ValueError, RecursionError):
+        return  # FastAPI's own parsing reports malformed JSON with its 400/422

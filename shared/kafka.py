@@ -17,8 +17,9 @@ from aiokafka.errors import KafkaError
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from pydantic import ValidationError
 
+from shared.audit import AuditRecorded
 from shared.events import DeadLetter, Event
-from shared.topics import DEADLETTER, Topic
+from shared.topics import AUDIT, DEADLETTER, Topic
 
 log = structlog.get_logger(__name__)
 
@@ -205,6 +206,7 @@ class KafkaEventConsumer(Generic[E]):
         metrics: ConsumerMetrics,
         session_timeout_ms: int = 10_000,
         heartbeat_interval_ms: int = 3_000,
+        fetch_max_wait_ms: int = 500,
         max_records: int = 500,
     ) -> None:
         self._topic = topic
@@ -217,6 +219,7 @@ class KafkaEventConsumer(Generic[E]):
         self._session_timeout_ms = session_timeout_ms
         self._heartbeat_interval_ms = heartbeat_interval_ms
         self._max_records = max_records
+        self._fetch_max_wait_ms = fetch_max_wait_ms
         self._consumer: AIOKafkaConsumer | None = None
         self._processed: dict[TopicPartition, int] = {}
         self.ready = False
@@ -251,6 +254,7 @@ class KafkaEventConsumer(Generic[E]):
             session_timeout_ms=self._session_timeout_ms,
             heartbeat_interval_ms=self._heartbeat_interval_ms,
             rebalance_timeout_ms=self._session_timeout_ms,
+            fetch_max_wait_ms=self._fetch_max_wait_ms,
         )
         consumer.subscribe([self._topic.name], listener=_CommitOnRevoke(self))
         try:
@@ -356,3 +360,14 @@ def _summarize(exc: ValidationError) -> str:
         loc = ".".join(str(p) for p in err["loc"]) or "(root)"
         parts.append(f"{loc}: {err['msg']}")
     return "; ".join(parts)
+
+
+class KafkaAuditSink:
+    """AuditSink of every service but consent: publish on audit.v1 (acks=all)."""
+
+    def __init__(self, publisher: KafkaEventPublisher) -> None:
+        self._publisher = publisher
+
+    async def record(self, record: AuditRecorded) -> None:
+        """Publish the record; raises PublishFailedError if the broker did not acknowledge."""
+        await self._publisher.publish(AUDIT, record)

@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import structlog
+from aiokafka.errors import KafkaError
 from prometheus_client import CollectorRegistry
 
 from shared.events import Event
@@ -47,6 +48,7 @@ class KafkaRuntime:
         self._metrics = ConsumerMetrics(registry)
         self._consumers: list[KafkaEventConsumer[Any]] = []
         self._tasks: list[asyncio.Task[None]] = []
+        self._components: list[tuple[str, Callable[[], Awaitable[None]], Callable[[], bool]]] = []
         self.topics_ready = asyncio.Event()
 
     def add_consumer(self, topic: Topic[E], handler: Handler[E], *, group_id: str) -> None:
@@ -62,8 +64,15 @@ class KafkaRuntime:
                 metrics=self._metrics,
                 session_timeout_ms=self._settings.kafka_session_timeout_ms,
                 heartbeat_interval_ms=self._settings.kafka_heartbeat_interval_ms,
+                fetch_max_wait_ms=self._settings.kafka_fetch_max_wait_ms,
             )
         )
+
+    def add_component(
+        self, name: str, run: Callable[[], Awaitable[None]], ready: Callable[[], bool]
+    ) -> None:
+        """Register a long-running Kafka-backed component (e.g. the consent view) and its check."""
+        self._components.append((name, run, ready))
 
     def spawn(self, name: str, coro: Callable[[], Awaitable[None]]) -> None:
         """Run a background coroutine owned by this runtime (cancelled and awaited on stop)."""
@@ -78,6 +87,8 @@ class KafkaRuntime:
             bootstrap = self._settings.kafka_bootstrap_servers
             await retry_forever(lambda: ensure_topics(bootstrap, ALL_TOPICS), what="topics")
         self.topics_ready.set()
+        for name, run, _ in self._components:
+            self.spawn(name, _supervised(name, run))
         await self.publisher.start()
         for consumer in self._consumers:
             self.spawn(f"consume-{id(consumer)}", consumer.run)
@@ -96,7 +107,23 @@ class KafkaRuntime:
         result = {"kafka_producer": self.publisher.ready}
         for consumer in self._consumers:
             result[f"kafka_consumer_{consumer.topic_name}"] = consumer.ready
+        for name, _, ready in self._components:
+            result[name] = ready()
         return result
+
+
+def _supervised(name: str, run: Callable[[], Awaitable[None]]) -> Callable[[], Awaitable[None]]:
+    """Restart a component after a broker failure, with a short pause."""
+
+    async def loop() -> None:
+        while True:
+            try:
+                await run()
+            except (KafkaError, OSError) as exc:
+                log.warning("component_restarting", component=name, error=type(exc).__name__)
+                await asyncio.sleep(1.0)
+
+    return loop
 
 
 async def _logged(name: str, coro: Callable[[], Awaitable[None]]) -> None:

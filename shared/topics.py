@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
-from shared.events import AlertEvent, ConsentChanged, DeadLetter, Event, Reading
+from shared.audit import AuditRecorded
+from shared.events import AlertEvent, ConsentChanged, DeadLetter, ErasureEvent, Event, Reading
 
 E = TypeVar("E", bound=Event)
 
@@ -21,9 +22,8 @@ class Topic(Generic[E]):
 
     def key_of(self, event: E) -> bytes | None:
         """Return the message key for an event of this topic."""
-        if self.key_field is None:
-            return None
-        return str(getattr(event, self.key_field)).encode()
+        value = getattr(event, self.key_field) if self.key_field else None
+        return None if value is None else str(value).encode()
 
     def encode(self, event: E) -> bytes:
         """Serialize an event as compact JSON."""
@@ -38,12 +38,7 @@ READINGS: Topic[Reading] = Topic("readings.v1", Reading, key_field="patient_id")
 ALERTS: Topic[AlertEvent] = Topic("alerts.v1", AlertEvent, key_field="patient_id")
 CONSENT: Topic[ConsentChanged] = Topic("consent.v1", ConsentChanged, key_field="patient_id")
 DEADLETTER: Topic[DeadLetter] = Topic("deadletter.v1", DeadLetter, key_field=None, partitions=1)
+ERASURE: Topic[ErasureEvent] = Topic("erasure.v1", ErasureEvent, key_field="patient_id")
+AUDIT: Topic[AuditRecorded] = Topic("audit.v1", AuditRecorded, key_field="patient_id")
 
-ALL_TOPICS: tuple[
-    Topic[Reading] | Topic[AlertEvent] | Topic[ConsentChanged] | Topic[DeadLetter], ...
-] = (
-    READINGS,
-    ALERTS,
-    CONSENT,
-    DEADLETTER,
-)
+ALL_TOPICS: tuple[Topic[Any], ...] = (READINGS, ALERTS, CONSENT, ERASURE, DEADLETTER, AUDIT)

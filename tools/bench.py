@@ -1,4 +1,4 @@
-"""End-to-end and throughput benchmark of the walking skeleton: `make bench` / `python -m tools.bench`.
+"""Benchmark of the walking skeleton, end to end and for throughput: `make bench`.
 
 Starts the embedded broker, a fake Slack and ingest, rules and notifier as real subprocesses, all on
 loopback, then:
@@ -13,25 +13,42 @@ import argparse
 import os
 import secrets
 import signal
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
 from types import FrameType
 
+import httpx
+
 from deploy.embedded_broker import free_port
-from tools.bench_e2e import E2ERun, run_e2e
+from tools.bench_e2e import E2ERun, Load, run_e2e
 from tools.bench_report import Throughput, machine_info, render
-from tools.bench_stack import Stack, StackError, running_processes, running_stack, spawn, wait_ready
-from tools.bench_wrk import WrkMissingError, WrkSettings, require_wrk, run_wrk, write_script
+from tools.bench_stack import (
+    Stack,
+    handler_stats,
+    running_processes,
+    running_stack,
+    spawn,
+    wait_ready,
+)
+from tools.bench_wrk import WrkSettings, require_wrk, run_wrk, write_script
 
 READINGS_PATH = "/v1/readings"
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     """Command-line options; --quick shrinks the run for a smoke test."""
-    parser = argparse.ArgumentParser(prog="python -m tools.bench", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m tools.bench",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--readings", type=int, default=2000, help="phase A readings (2000)")
     parser.add_argument("--concurrency", type=int, default=32, help="phase A in-flight POSTs (32)")
+    parser.add_argument(
+        "--rate", type=float, default=0.0, help="phase A readings/s; 0 = unpaced (default)"
+    )
     parser.add_argument("--wrk-threads", type=int, default=2, help="wrk -t (2)")
     parser.add_argument("--wrk-connections", type=int, default=32, help="wrk -c (32)")
     parser.add_argument("--wrk-duration", type=int, default=10, help="wrk -d, seconds (10)")
@@ -39,8 +56,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.quick:
         args.readings, args.wrk_duration = min(args.readings, 200), min(args.wrk_duration, 3)
-    if args.readings < 1 or args.concurrency < 1 or args.wrk_duration < 1:
-        parser.error("--readings, --concurrency and --wrk-duration must be positive")
+    if min(args.readings, args.concurrency, args.wrk_duration) < 1 or args.rate < 0:
+        parser.error("--readings, --concurrency, --wrk-duration must be positive, --rate >= 0")
     return args
 
 
@@ -68,14 +85,14 @@ def benchmark(args: argparse.Namespace, wrk_version: str) -> str:
     wrk = WrkSettings(args.wrk_threads, args.wrk_connections, args.wrk_duration)
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp, running_stack(Path(tmp)) as stack:
         print(f"stack ready (broker {stack.bootstrap}); phase A ...", file=sys.stderr, flush=True)
-        e2e: E2ERun = run_e2e(
-            stack.ingest_url, stack.slack, run_id, args.readings, args.concurrency
-        )
+        load = Load(args.readings, args.concurrency, args.rate)
+        e2e: E2ERun = run_e2e(stack.ingest_url, stack.slack, run_id, load)
+        handlers = handler_stats(stack.services.values())
         print("phase B: wrk against ceiling, then ingest ...", file=sys.stderr, flush=True)
         throughput = run_throughput(stack, wrk, Path(tmp), run_id)
         e2e.tracker.scan(list(stack.slack.calls))  # late duplicates count too
         logs = {name: p.log_lines() for name, p in stack.services.items()}
-        return render(machine_info(wrk_version), e2e, throughput, logs)
+        return render(machine_info(wrk_version), e2e, handlers, throughput, logs)
 
 
 def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
@@ -91,7 +108,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted; everything started was stopped", file=sys.stderr)
         return 130
-    except (WrkMissingError, StackError, RuntimeError) as exc:
+    except (RuntimeError, httpx.HTTPError, subprocess.SubprocessError) as exc:
+        # StackError, WrkMissingError, a failed warm-up or wrk run, a service gone silent
         print(f"bench failed: {exc}", file=sys.stderr)
         return 1
     print(report)

@@ -41,6 +41,15 @@ def reading_body(patient_id: str, value: float) -> dict[str, Any]:
     }
 
 
+@dataclass(frozen=True)
+class Load:
+    """What phase A sends: how many readings, how many in flight, at what pace (0: unpaced)."""
+
+    readings: int
+    concurrency: int
+    rate: float = 0.0
+
+
 @dataclass
 class AlertTracker:
     """Folds fake-Slack calls into per-patient counts; incremental, so cheap to call often."""
@@ -79,8 +88,7 @@ class PostOutcome:
 class E2ERun:
     """Raw outcome of phase A; summarised after the whole run so late duplicates still count."""
 
-    readings: int
-    concurrency: int
+    load: Load
     posted: PostOutcome
     tracker: AlertTracker
     all_arrived: bool
@@ -107,20 +115,31 @@ async def _post_one(client: httpx.AsyncClient, patient_id: str, outcome: PostOut
     outcome.post_latency_s.append(done - started)
 
 
-async def post_all(url: str, patient_ids: list[str], concurrency: int) -> PostOutcome:
-    """POST one reading per patient with at most `concurrency` requests in flight."""
-    outcome = PostOutcome()
-    pending = iter(patient_ids)
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(base_url=url, timeout=POST_TIMEOUT_S, limits=limits) as client:
+async def post_all(
+    url: str, patient_ids: list[str], concurrency: int, rate: float = 0.0
+) -> PostOutcome:
+    """POST one reading per patient with at most `concurrency` requests in flight.
 
-        async def worker() -> None:
-            for patient_id in pending:  # one shared iterator: each id is posted once
+    With rate > 0, reading i is not sent before i / rate seconds after the start (pacing, so
+    latency can be read at a given load); with 0, as fast as the concurrency allows.
+    Each worker owns a one-connection client: one client shared by many in-flight requests
+    spends most of its CPU in its connection pool (about 3x at 32), and this process needs the
+    CPU for the fake Slack too.
+    """
+    outcome = PostOutcome()
+    pending = enumerate(patient_ids)
+    limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
+    started = time.perf_counter()
+
+    async def worker() -> None:
+        async with httpx.AsyncClient(base_url=url, timeout=POST_TIMEOUT_S, limits=limits) as client:
+            for index, patient_id in pending:  # one shared iterator: each id is posted once
+                if rate > 0:
+                    await asyncio.sleep(max(0.0, started + index / rate - time.perf_counter()))
                 await _post_one(client, patient_id, outcome)
 
-        started = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
-        outcome.wall_s = time.perf_counter() - started
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    outcome.wall_s = time.perf_counter() - started
     return outcome
 
 
@@ -138,13 +157,13 @@ def warm_up(url: str, slack: FakeSlack, patient_id: str) -> float:
     return tracker.first_at[patient_id] - outcome.accepted_at[patient_id]
 
 
-def run_e2e(url: str, slack: FakeSlack, run_id: str, readings: int, concurrency: int) -> E2ERun:
-    """Warm up, post `readings` red readings, wait (bounded) until every alert reached Slack."""
+def run_e2e(url: str, slack: FakeSlack, run_id: str, load: Load) -> E2ERun:
+    """Warm up, post the red readings, wait (bounded) until every alert reached Slack."""
     warmup_s = warm_up(url, slack, f"bench-{run_id}-warmup")
     prefix = f"bench-{run_id}-"
-    patient_ids = [f"{prefix}{i}" for i in range(readings)]
-    posted = asyncio.run(post_all(url, patient_ids, concurrency))
+    patient_ids = [f"{prefix}{i}" for i in range(load.readings)]
+    posted = asyncio.run(post_all(url, patient_ids, load.concurrency, load.rate))
     tracker = AlertTracker(re.compile(re.escape(prefix) + r"\d+(?!\d)"))
     expected = len(posted.accepted_at)
     all_arrived = slack.wait_for(lambda calls: tracker.scan(calls) >= expected, SLACK_WAIT_S)
-    return E2ERun(readings, concurrency, posted, tracker, all_arrived, warmup_s)
+    return E2ERun(load, posted, tracker, all_arrived, warmup_s)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from tools.bench_e2e import E2ERun
-from tools.bench_stack import REPO_ROOT
+from tools.bench_stack import REPO_ROOT, HandlerStat
 from tools.bench_wrk import WrkResult
 
 
@@ -78,10 +78,13 @@ def render_e2e(run: E2ERun) -> list[str]:
     posted = run.posted
     failures = ", ".join(f"{k}: {v}" for k, v in posted.failures.items()) or "none"
     e2e = run.e2e_latency_s()
+    load = run.load
+    pace = f"paced at {load.rate:g}/s" if load.rate > 0 else "unpaced"
     return [
-        f"### Phase A: end to end ({run.readings} readings, concurrency {run.concurrency})",
+        f"### Phase A: end to end ({load.readings} readings, concurrency {load.concurrency}, "
+        f"{pace})",
         "",
-        f"- accepted: {len(posted.accepted_at)}/{run.readings} (failures: {failures})",
+        f"- accepted: {len(posted.accepted_at)}/{load.readings} (failures: {failures})",
         f"- accepted readings/s: {len(posted.accepted_at) / posted.wall_s:.0f} "
         f"(posting wall time {posted.wall_s:.2f} s)",
         f"- Slack calls: {len(run.tracker.first_at)} patients paged of "
@@ -95,6 +98,18 @@ def render_e2e(run: E2ERun) -> list[str]:
         _latency_row("202 → fake Slack receipt", e2e),
         _latency_row("POST /v1/readings (client side)", posted.post_latency_s),
     ]
+
+
+def render_handlers(stats: Sequence[HandlerStat]) -> list[str]:
+    """Consumer handler times after phase A (each consumer handles its messages one by one)."""
+    lines = [
+        "| consumer (after phase A) | messages | mean handler time | serial ceiling |",
+        "| --- | --- | --- | --- |",
+    ]
+    for s in stats:
+        ceiling = f"{1000 / s.mean_ms:.0f} msg/s" if s.mean_ms else "n/a"
+        lines.append(f"| {s.service} ← {s.topic} | {s.messages} | {s.mean_ms:.2f} ms | {ceiling} |")
+    return lines
 
 
 def _wrk_row(name: str, result: WrkResult) -> str:
@@ -123,7 +138,11 @@ def render_throughput(tp: Throughput) -> list[str]:
 
 
 def render(
-    machine: list[tuple[str, str]], run: E2ERun, tp: Throughput, logs: dict[str, int]
+    machine: list[tuple[str, str]],
+    run: E2ERun,
+    handlers: Sequence[HandlerStat],
+    tp: Throughput,
+    logs: dict[str, int],
 ) -> str:
     """The whole Markdown block."""
     log_note = ", ".join(f"{name} {n}" for name, n in logs.items())
@@ -133,6 +152,8 @@ def render(
         *[f"- {key}: {value}" for key, value in machine],
         "",
         *render_e2e(run),
+        "",
+        *render_handlers(handlers),
         "",
         *render_throughput(tp),
         "",

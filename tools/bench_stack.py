@@ -10,12 +10,13 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+from prometheus_client.parser import text_string_to_metric_families
 
 from deploy.embedded_broker import free_port, start_tansu, stop_tansu
 from tests.fakes.slack import FakeSlack
@@ -27,6 +28,7 @@ SLACK_CHANNEL = "#care-alerts"
 READY_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 15.0
 POLL_INTERVAL_S = 0.1
+HANDLE_METRIC = "kafka_message_handle_seconds"
 
 
 class StackError(RuntimeError):
@@ -71,6 +73,39 @@ class Stack:
         return self.services["ingest"].url
 
 
+@dataclass(frozen=True)
+class HandlerStat:
+    """Time one consumer spent in its handler (it handles its messages one after another)."""
+
+    service: str
+    topic: str
+    messages: int
+    total_s: float
+
+    @property
+    def mean_ms(self) -> float:
+        """Mean handler time per message; 1000 / mean_ms is that consumer's ceiling in msg/s."""
+        return self.total_s / self.messages * 1000 if self.messages else 0.0
+
+
+def handler_stats(processes: Iterable[Process]) -> list[HandlerStat]:
+    """Read kafka_message_handle_seconds (sum and count per topic) from each /metrics."""
+    stats: list[HandlerStat] = []
+    with httpx.Client(timeout=5.0) as client:
+        for process in processes:
+            text = client.get(f"{process.url}/metrics").text
+            for family in text_string_to_metric_families(text):
+                if family.name != HANDLE_METRIC:
+                    continue
+                found = {(s.name, s.labels["topic"]): s.value for s in family.samples}
+                stats += [
+                    HandlerStat(process.name, topic, int(n), found[(f"{HANDLE_METRIC}_sum", topic)])
+                    for (name, topic), n in found.items()
+                    if name == f"{HANDLE_METRIC}_count"
+                ]
+    return stats
+
+
 def service_env(bootstrap: str, slack: FakeSlack, ports: dict[str, int]) -> dict[str, str]:
     """Environment shared by the three services: everything on loopback, quiet logs."""
     return {
@@ -86,6 +121,9 @@ def service_env(bootstrap: str, slack: FakeSlack, ports: dict[str, int]) -> dict
         "KAFKA_SESSION_TIMEOUT_MS": "2000",
         "KAFKA_HEARTBEAT_INTERVAL_MS": "300",
         "BIND_HOST": "127.0.0.1",
+        # Bench patients have no consent.v1 record: unknown patients are then allowed (the
+        # consent lookup still runs). Without it every reading would be withheld, fail closed.
+        "CONSENT_REQUIRED": "false",
     }
 
 

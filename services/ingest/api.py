@@ -2,20 +2,27 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime, timedelta
+from typing import Annotated
 
+import structlog
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from services.ingest.domain import SubmittedReading
-from services.ingest.errors import BrokerUnavailableError
+from services.ingest.errors import BrokerUnavailableError, ConsentUnknownError
 from services.ingest.handlers import BatchRejectedError, accept_readings
+from shared.audit import AuditActor, AuditRecorded, AuditSink
+from shared.auth import Principal, require_scopes
 from shared.events import PatientId, UtcDatetime
 from shared.http import ApiError, error_body, require_json
+from shared.kafka import PublishFailedError
 from shared.vitals import Metric
 
 MAX_READINGS_PER_REQUEST = 1000
+log = structlog.get_logger(__name__)
 
 
 class ReadingIn(BaseModel):
@@ -47,6 +54,9 @@ class ReadingsAccepted(BaseModel):
 
     accepted: int
     reading_ids: list[str]
+    withheld_no_consent: int = Field(
+        description="Readings not passed on: their patient has no active monitoring consent."
+    )
 
 
 class ServiceUnavailableError(ApiError):
@@ -54,6 +64,30 @@ class ServiceUnavailableError(ApiError):
 
     status = 503
     code = "broker_unavailable"
+
+
+async def audit_withheld(sink: AuditSink, patient_ids: list[str]) -> None:
+    """Record, per patient, that readings were dropped for lack of monitoring consent."""
+    now = datetime.now(UTC)
+    request_id = structlog.contextvars.get_contextvars().get("request_id")
+    for patient_id in patient_ids:
+        try:
+            await sink.record(
+                AuditRecorded(
+                    event_id=str(uuid.uuid4()),
+                    occurred_at=now,
+                    service="ingest",
+                    actor=AuditActor(type="service", id="ingest"),
+                    action="reading.dropped",
+                    patient_id=patient_id,
+                    purpose="monitoring",
+                    outcome="denied",
+                    reason="no_active_consent",
+                    request_id=request_id,
+                )
+            )
+        except PublishFailedError:
+            log.warning("audit_record_failed", action="reading.dropped")
 
 
 def build_router() -> APIRouter:
@@ -69,20 +103,26 @@ def build_router() -> APIRouter:
         dependencies=[Depends(require_json)],
         responses={
             400: {"description": "Malformed JSON"},
+            401: {"description": "Missing or invalid bearer token"},
+            403: {"description": "Token lacks the readings:write scope"},
             413: {"description": "Body over INGEST_MAX_BODY_BYTES"},
             415: {"description": "Not application/json"},
             422: {"description": "A field is invalid; `error.details[].field` names it"},
             503: {"description": "Broker unavailable; retry after Retry-After seconds"},
         },
     )
-    async def post_readings(body: ReadingsIn, request: Request) -> JSONResponse:
+    async def post_readings(
+        body: ReadingsIn,
+        request: Request,
+        _: Annotated[Principal, Depends(require_scopes("readings:write"))],
+    ) -> JSONResponse:
         state = request.app.state
         samples = [SubmittedReading(**r.model_dump()) for r in body.readings]
         try:
             result = await accept_readings(
                 samples,
                 received_at=datetime.now(UTC),
-                max_future_skew=timedelta(seconds=state.settings.max_future_skew_s),
+                max_future_skew=timedelta(seconds=state.settings.ingest_max_future_skew_s),
                 publisher=state.publisher,
                 consent=state.consent,
             )
@@ -93,15 +133,25 @@ def build_router() -> APIRouter:
             ]
             summary = "; ".join(f"{d['field']}: {d['message']}" for d in details[:5])
             return JSONResponse(error_body("invalid_reading", summary, details), status_code=422)
+        except ConsentUnknownError as exc:
+            raise ServiceUnavailableError(
+                "readings not accepted: consent state is still loading, retry later",
+                headers={"Retry-After": "5"},
+            ) from exc
         except BrokerUnavailableError as exc:
             raise ServiceUnavailableError(
                 "readings not accepted: the event broker is unavailable, retry later",
                 headers={"Retry-After": "5"},
             ) from exc
-        state.metrics.accepted.inc(len(result.reading_ids))
+        state.metrics.accepted.inc(result.published)
+        if result.withheld_no_consent:
+            state.metrics.withheld.inc(result.withheld_no_consent)
+            await audit_withheld(state.audit_sink, result.withheld_patients)
         return JSONResponse(
             ReadingsAccepted(
-                accepted=len(result.reading_ids), reading_ids=result.reading_ids
+                accepted=len(result.reading_ids),
+                reading_ids=result.reading_ids,
+                withheld_no_consent=result.withheld_no_consent,
             ).model_dump(),
             status_code=202,
         )

@@ -18,3 +18,7 @@ class InvalidReadingError(IngestError):
 
 class BrokerUnavailableError(IngestError):
     """The broker did not acknowledge; nothing may be reported as accepted."""
+
+
+class ConsentUnknownError(IngestError):
+    """The consent view has not caught up: whether to process is unknown, so nothing is accepted."""

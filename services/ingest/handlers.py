@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from services.ingest.domain import SubmittedReading, normalize
-from services.ingest.errors import InvalidReadingError
+from services.ingest.errors import ConsentUnknownError, InvalidReadingError
 from services.ingest.ports import ConsentView, ReadingPublisher
 
 
@@ -35,6 +35,7 @@ class Accepted:
     reading_ids: list[str]
     published: int
     withheld_no_consent: int
+    withheld_patients: list[str]
 
 
 async def accept_readings(
@@ -57,12 +58,26 @@ async def accept_readings(
             rejected.append(RejectedSample(index=index, field=exc.field, message=exc.message))
     if rejected:
         raise BatchRejectedError(rejected)
+    if not consent.ready:
+        raise ConsentUnknownError("consent view not caught up")
     unique = list({r.reading_id: r for r in readings}.values())
     allowed = [r for r in unique if consent.allows_monitoring(r.patient_id)]
     if allowed:
         await publisher.publish_readings(allowed)
+    withheld = sorted({r.patient_id for r in unique} - {r.patient_id for r in allowed})
     return Accepted(
         reading_ids=[r.reading_id for r in readings],
         published=len(allowed),
         withheld_no_consent=len(unique) - len(allowed),
+        withheld_patients=withheld,
     )
+
+
+async def erase_patient(patient_id: str) -> str:
+    """Erasure: ingest stores nothing per patient yet (readings live only on readings.v1)."""
+    return "nothing stored per patient; readings.v1 retention applies"
+
+
+async def export_patient(patient_id: str) -> dict[str, object]:
+    """What ingest holds about a patient: no vendor connections yet."""
+    return {"connections": []}

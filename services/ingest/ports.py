@@ -18,5 +18,9 @@ class ReadingPublisher(Protocol):
 class ConsentView(Protocol):
     """Local view of consent: may this patient's readings be processed?"""
 
+    @property
+    def ready(self) -> bool:
+        """True once the view has caught up with every consent change."""
+
     def allows_monitoring(self, patient_id: str) -> bool:
         """Return True when the patient has active consent for monitoring."""

@@ -8,7 +8,7 @@ from shared.serve import serve
 def main() -> None:
     """Build settings from the environment and serve."""
     settings = NotifierSettings()
-    serve(service=SERVICE, settings=settings, port=settings.port, app=create_app(settings))
+    serve(service=SERVICE, settings=settings, port=settings.notifier_port, app=create_app(settings))
 
 
 if __name__ == "__main__":

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from shared.events import AlertEvent
+from shared.events import AlertEvent, Purpose
 
 
 class AlertSender(Protocol):
@@ -22,3 +22,10 @@ class SeenEvents(Protocol):
 
     def remember(self, event_id: str) -> None:
         """Record the event as handled."""
+
+
+class ConsentView(Protocol):
+    """Local consent view."""
+
+    def allows(self, patient_id: str, purpose: Purpose) -> bool:
+        """Return True when processing is allowed for the purpose."""

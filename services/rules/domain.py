@@ -92,3 +92,26 @@ def evaluate(state: MetricState | None, reading: Reading) -> tuple[MetricState, 
         occurred_at=reading.measured_at,
     )
     return MetricState(reading.measured_at, new_episode), [event]
+
+
+def close_on_consent_revoked(
+    state: MetricState | None, *, patient_id: str, metric: Metric, cause_id: str, at: datetime
+) -> AlertEvent | None:
+    """Resolve an open episode because monitoring consent was revoked (no reading behind it)."""
+    if state is None or state.episode is None:
+        return None
+    episode = state.episode
+    return AlertEvent(
+        event_id=derive_id(
+            "alert-event", episode.alert_id, "resolved", "consent_revoked", cause_id
+        ),
+        alert_id=episode.alert_id,
+        patient_id=patient_id,
+        kind=AlertKind.RESOLVED,
+        severity=Severity.GREEN,
+        previous_severity=episode.severity,
+        rule=HEART_RATE_HIGH,
+        readings=(),
+        reason="consent_revoked",
+        occurred_at=at,
+    )

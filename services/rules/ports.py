@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from services.rules.domain import MetricState
-from shared.events import AlertEvent
+from shared.events import AlertEvent, Purpose
 from shared.vitals import Metric
 
 
@@ -25,3 +25,16 @@ class StateStore(Protocol):
 
     async def save(self, patient_id: str, metric: Metric, state: MetricState) -> None:
         """Store the state."""
+
+    async def of_patient(self, patient_id: str) -> dict[Metric, MetricState]:
+        """Every metric state of one patient."""
+
+    async def forget(self, patient_id: str) -> int:
+        """Delete everything about a patient; return how many states were removed."""
+
+
+class ConsentView(Protocol):
+    """Local consent view."""
+
+    def allows(self, patient_id: str, purpose: Purpose) -> bool:
+        """Return True when processing is allowed for the purpose."""

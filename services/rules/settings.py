@@ -10,5 +10,5 @@ from shared.settings import ServiceSettings
 class RulesSettings(ServiceSettings):
     """Settings of the rules service."""
 
-    port: int = Field(8002, validation_alias="RULES_PORT", ge=1, le=65535)
-    group_id: str = Field("rules", validation_alias="RULES_GROUP_ID")
+    rules_port: int = Field(8002, ge=1, le=65535)
+    rules_group_id: str = "rules"

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.fakes.slack import FakeSlack
-from tests.integration.test_thin_path import red_then_normal
+from tests.integration.test_thin_path import _idp, red_then_normal  # noqa: F401 - fixture
 
 pytestmark = [pytest.mark.integration, pytest.mark.docker]
 

@@ -16,6 +16,7 @@ import httpx
 import pytest
 
 from deploy.embedded_broker import free_port, port_open
+from shared.devauth import issue_dev_token, load_or_create_dev_key
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
@@ -56,15 +57,19 @@ def ready(client: httpx.Client, port: int) -> bool:
 
 
 @pytest.fixture
-def make_run() -> Iterator[tuple[subprocess.Popen[str], dict[str, int], int]]:
-    ports = {name: free_port() for name in SERVICES}
-    broker_port = free_port()
+def make_run(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], dict[str, int], str]]:
+    ports = {name: free_port() for name in [*SERVICES, "broker"]}
+    key_file = str(tmp_path / "dev-signing-key.json")
+    load_or_create_dev_key(key_file)
     env = {
         **os.environ,
-        "KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{broker_port}",
+        "KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{ports['broker']}",
         "KAFKA_SESSION_TIMEOUT_MS": "2000",
         "KAFKA_HEARTBEAT_INTERVAL_MS": "300",
-        **{f"{name.upper()}_PORT": str(port) for name, port in ports.items()},
+        "DATABASE_URL": f"sqlite:///{tmp_path}/consent.db",
+        "DEV_AUTH_KEY_FILE": key_file,
+        "AUDIT_SIGNING_KEY_FILE": str(tmp_path / "audit.key"),
+        **{f"{name.upper()}_PORT": str(ports[name]) for name in SERVICES},
     }
     env.pop("SLACK_BOT_TOKEN", None)  # the embedded default: console sink
     proc = subprocess.Popen(
@@ -77,23 +82,46 @@ def make_run() -> Iterator[tuple[subprocess.Popen[str], dict[str, int], int]]:
         start_new_session=True,
     )
     try:
-        yield proc, ports, broker_port
+        yield proc, ports, key_file
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
 
 
+def dev_headers(key_file: str) -> dict[str, str]:
+    token = issue_dev_token(
+        key=load_or_create_dev_key(key_file),
+        issuer="http://127.0.0.1:8004/dev-idp",
+        audience="vitals-alerting",
+        scopes=["readings:write", "consent:write"],
+    )
+    return {"Authorization": f"Bearer {token}"}
+
+
+def grant_monitoring(client: httpx.Client, port: int, patient: str) -> None:
+    response = client.post(
+        f"http://127.0.0.1:{port}/v1/patients/{patient}/consents",
+        json={
+            "purpose": "monitoring",
+            "notice_version": "v1",
+            "performer": {"type": "patient", "reference": "app-user"},
+            "evidence": {"type": "app-checkbox", "reference": "r-1"},
+        },
+    )
+    assert response.status_code == 201, response.text
+
+
 def test_make_run_shows_a_red_alert_and_stops_cleanly_on_ctrl_c(
-    make_run: tuple[subprocess.Popen[str], dict[str, int], int],
+    make_run: tuple[subprocess.Popen[str], dict[str, int], str],
 ) -> None:
-    proc, ports, broker_port = make_run
+    proc, ports, key_file = make_run
     lines, seen = lines_of(proc), []
     wait_line(lines, "embedded broker (Tansu, memory engine", seen, timeout=60)
     deadline = time.monotonic() + 60
-    with httpx.Client() as client:
-        for name, port in ports.items():
-            while not ready(client, port):
+    with httpx.Client(headers=dev_headers(key_file)) as client:
+        for name in SERVICES:
+            while not ready(client, ports[name]):
                 assert time.monotonic() < deadline, f"{name} not ready"
                 time.sleep(0.1)
         reading = {
@@ -104,6 +132,10 @@ def test_make_run_shows_a_red_alert_and_stops_cleanly_on_ctrl_c(
             "measured_at": datetime.now(UTC).isoformat(),
             "source": "demo",
         }
+        grant_monitoring(client, ports["consent"], "pt-make-run")
+        # The grant reaches ingest through consent.v1; until then the reading is withheld.
+        while "ingest" not in wait_line(lines, "consent_view_updated", seen, timeout=5):
+            pass
         response = client.post(
             f"http://127.0.0.1:{ports['ingest']}/v1/readings", json={"readings": [reading]}
         )
@@ -115,5 +147,5 @@ def test_make_run_shows_a_red_alert_and_stops_cleanly_on_ctrl_c(
 
     os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in the terminal does
     assert proc.wait(timeout=30) is not None
-    for port in (*ports.values(), broker_port):
+    for port in ports.values():
         assert not port_open("127.0.0.1", port), f"port {port} still served after Ctrl-C"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -20,10 +20,19 @@ from services.rules.app import create_app as create_rules
 from services.rules.settings import RulesSettings
 from shared.events import DeadLetter, Reading
 from shared.topics import ALERTS, DEADLETTER, READINGS
-from tests.conftest import FAST_GROUPS, serving, wait_ready
+from tests.conftest import FAST_GROUPS, auth_settings, bearer, serving, wait_ready
+from tests.fakes.idp import FakeIdP
 from tests.fakes.slack import FakeSlack
 
 pytestmark = pytest.mark.integration
+IDP = FakeIdP(audience="vitals-alerting")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _idp() -> Iterator[None]:
+    IDP.start()
+    yield
+    IDP.stop()
 
 
 @dataclass
@@ -37,7 +46,13 @@ class Pipeline:
 @contextlib.asynccontextmanager
 async def pipeline(broker: str, slack: FakeSlack) -> AsyncIterator[Pipeline]:
     """Ingest, rules and notifier apps served on loopback against the broker and fake Slack."""
-    common = {"kafka_bootstrap_servers": broker, **FAST_GROUPS}
+    # Consent enforcement has its own tests; here every patient is processed.
+    common = {
+        "kafka_bootstrap_servers": broker,
+        "consent_required": False,
+        **FAST_GROUPS,
+        **auth_settings(IDP),
+    }
     ingest = create_ingest(IngestSettings(**common))
     rules = create_rules(RulesSettings(**common))
     notifier = create_notifier(
@@ -65,7 +80,7 @@ def hr(patient: str, value: float, at: datetime, unit: str = "/min") -> dict[str
 
 
 async def post(url: str, *readings: dict[str, object]) -> httpx.Response:
-    async with httpx.AsyncClient() as client:
+    async with httpx.AsyncClient(headers=bearer(IDP, "readings:write")) as client:
         return await client.post(f"{url}/v1/readings", json={"readings": list(readings)})
 
 

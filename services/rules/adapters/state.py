@@ -19,3 +19,14 @@ class InMemoryStateStore:
     async def save(self, patient_id: str, metric: Metric, state: MetricState) -> None:
         """Replace the state for (patient, metric)."""
         self._states[(patient_id, metric)] = state
+
+    async def of_patient(self, patient_id: str) -> dict[Metric, MetricState]:
+        """Every metric state of one patient."""
+        return {m: st for (p, m), st in self._states.items() if p == patient_id}
+
+    async def forget(self, patient_id: str) -> int:
+        """Delete everything about a patient; return how many states were removed."""
+        keys = [k for k in self._states if k[0] == patient_id]
+        for key in keys:
+            del self._states[key]
+        return len(keys)

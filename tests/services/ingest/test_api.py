@@ -12,16 +12,23 @@ import pytest
 from deploy.embedded_broker import free_port
 from services.ingest.app import create_app
 from services.ingest.settings import IngestSettings
+from tests.conftest import auth_settings, bearer
+from tests.fakes.idp import FakeIdP
 
 
 @pytest.fixture
-async def client() -> AsyncIterator[httpx.AsyncClient]:
+async def client(idp: FakeIdP) -> AsyncIterator[httpx.AsyncClient]:
     # No broker listens there: anything valid must be refused with 503, never "accepted".
     settings = IngestSettings(
-        kafka_bootstrap_servers=f"127.0.0.1:{free_port()}", max_body_bytes=4096
+        kafka_bootstrap_servers=f"127.0.0.1:{free_port()}",
+        ingest_max_body_bytes=4096,
+        **auth_settings(idp),
     )
     transport = httpx.ASGITransport(app=create_app(settings))
-    async with httpx.AsyncClient(transport=transport, base_url="http://ingest") as c:
+    headers = bearer(idp, "readings:write")
+    async with httpx.AsyncClient(
+        transport=transport, base_url="http://ingest", headers=headers
+    ) as c:
         yield c
 
 
@@ -118,7 +125,10 @@ async def test_one_bad_sample_rejects_the_whole_batch_and_names_its_index(
     assert [d["field"] for d in response.json()["error"]["details"]] == ["readings[1].value"]
 
 
-async def test_broker_unavailable_is_503_with_retry_after(client: httpx.AsyncClient) -> None:
+async def test_nothing_is_accepted_while_the_broker_is_unavailable(
+    client: httpx.AsyncClient,
+) -> None:
+    # Without a broker the consent view cannot load either: 503, the vendor retries later.
     response = await post_json(client, {"readings": [reading()]})
     assert response.status_code == 503
     assert response.headers["retry-after"] == "5"
@@ -128,7 +138,8 @@ async def test_broker_unavailable_is_503_with_retry_after(client: httpx.AsyncCli
 async def test_ops_endpoints(client: httpx.AsyncClient) -> None:
     assert (await client.get("/healthz")).json() == {"status": "ok"}
     ready = await client.get("/readyz")
-    assert ready.status_code == 503 and ready.json()["checks"] == {"kafka_producer": False}
+    assert ready.status_code == 503
+    assert ready.json()["checks"]["kafka_producer"] is False
     await post_json(client, {"readings": [reading(value=0)]})
     metrics = (await client.get("/metrics")).text
     assert (
@@ -136,3 +147,13 @@ async def test_ops_endpoints(client: httpx.AsyncClient) -> None:
     )
     assert (await client.get("/docs")).status_code == 200
     assert (await client.get("/nope")).json()["error"]["code"] == "not_found"
+
+
+async def test_posting_readings_needs_a_token_with_readings_write(
+    client: httpx.AsyncClient, idp: FakeIdP
+) -> None:
+    body = {"readings": [reading()]}
+    anonymous = await client.post("/v1/readings", json=body, headers={"Authorization": ""})
+    assert anonymous.status_code == 401
+    wrong_scope = await client.post("/v1/readings", json=body, headers=bearer(idp, "consent:read"))
+    assert wrong_scope.status_code == 403

@@ -1,0 +1,71 @@
+"""Data-subject rights (LGPD Art. 18) shared by every service: the per-service export endpoint."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+import structlog
+from fastapi import APIRouter, Depends, Path, Request
+
+from shared.audit import AuditActor, AuditRecorded, AuditSink
+from shared.auth import Principal, require_scopes
+from shared.consent_view import ConsentState
+from shared.http import ApiError
+
+PatientPath = Annotated[str, Path(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$")]
+Collector = Callable[[str], Awaitable[dict[str, Any]]]
+
+
+class PatientNotFoundApiError(ApiError):
+    """Unknown patient, or another tenant's: the same answer for both."""
+
+    status = 404
+    code = "not_found"
+
+
+def export_router(
+    *, service: str, collect: Collector, consent: ConsentState, audit: AuditSink
+) -> APIRouter:
+    """GET /v1/patients/{patient_id}/export: what this service holds about the patient."""
+    router = APIRouter(tags=["data-subject rights"])
+
+    @router.get(
+        "/v1/patients/{patient_id}/export",
+        summary="Everything this service holds about the patient (scope patient:export)",
+    )
+    async def export(
+        patient_id: PatientPath,
+        request: Request,
+        actor: Annotated[Principal, Depends(require_scopes("patient:export"))],
+    ) -> dict[str, Any]:
+        allowed = consent.tenant_of(patient_id) == actor.tenant_id
+        await audit.record(_record(service, actor, patient_id, allowed))
+        if not allowed:
+            raise PatientNotFoundApiError("patient not found")
+        return {"service": service, "patient_id": patient_id, "data": await collect(patient_id)}
+
+    return router
+
+
+def _record(service: str, actor: Principal, patient_id: str, allowed: bool) -> AuditRecorded:
+    return AuditRecorded(
+        event_id=str(uuid.uuid4()),
+        occurred_at=datetime.now(UTC),
+        service=service,
+        actor=AuditActor(
+            type="user",
+            id=actor.sub,
+            client_id=actor.client_id,
+            tenant_id=actor.tenant_id,
+            jti=actor.jti,
+        ),
+        action="dsr.export" if allowed else "authz.denied",
+        patient_id=patient_id,
+        tenant_id=actor.tenant_id,
+        outcome="success" if allowed else "denied",
+        reason=None if allowed else "patient_not_in_tenant",
+        request_id=structlog.contextvars.get_contextvars().get("request_id"),
+    )
