@@ -1,10 +1,14 @@
-"""Benchmark of the walking skeleton, end to end and for throughput: `make bench`.
+"""Benchmark of the walking skeleton, end to end, for throughput and revocation: `make bench`.
 
-Starts the embedded broker, a fake Slack and ingest, rules and notifier as real subprocesses, all on
-loopback, then:
+Starts a fake identity provider, the embedded broker, a fake Slack and ingest, rules and notifier
+as real subprocesses (CONSENT_REQUIRED=false), all on loopback, then:
   A. posts N red readings (one per patient) and times each from its 202 to the fake Slack receipt;
   B. runs the same wrk command against ingest and against a bare uvicorn app (the ceiling).
-Prints a Markdown block for docs/benchmarks.md. Everything it started is stopped on any exit.
+Then a second stack, with the consent service and CONSENT_REQUIRED=true:
+  C. grants and revokes monitoring consent for K patients, one at a time, and times each revoke's
+     200 to ingest withholding the patient's next reading and to rules' consent_revoked resolve.
+Every request carries a bearer token from the fake IdP. Prints a Markdown block for
+docs/benchmarks.md. Everything it started is stopped on any exit.
 """
 
 from __future__ import annotations
@@ -20,12 +24,17 @@ from pathlib import Path
 from types import FrameType
 
 import httpx
+from aiokafka.errors import KafkaError
 
 from deploy.embedded_broker import free_port
+from tools.bench_auth import READINGS_WRITE, BenchAuth, running_idp
 from tools.bench_e2e import E2ERun, Load, run_e2e
 from tools.bench_report import Throughput, machine_info, render
+from tools.bench_revoke import RevokeRun, run_revocations
 from tools.bench_stack import (
+    HandlerStat,
     Stack,
+    StackOptions,
     handler_stats,
     running_processes,
     running_stack,
@@ -52,18 +61,28 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--wrk-threads", type=int, default=2, help="wrk -t (2)")
     parser.add_argument("--wrk-connections", type=int, default=32, help="wrk -c (32)")
     parser.add_argument("--wrk-duration", type=int, default=10, help="wrk -d, seconds (10)")
-    parser.add_argument("--quick", action="store_true", help="smoke run: 200 readings, wrk for 3 s")
+    parser.add_argument(
+        "--revocations", type=int, default=50, help="phase C patients (50); 0 skips phase C"
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="smoke run: 200 readings, wrk for 3 s, 10 revocations"
+    )
     args = parser.parse_args(argv)
     if args.quick:
         args.readings, args.wrk_duration = min(args.readings, 200), min(args.wrk_duration, 3)
+        args.revocations = min(args.revocations, 10)
     if min(args.readings, args.concurrency, args.wrk_duration) < 1 or args.rate < 0:
         parser.error("--readings, --concurrency, --wrk-duration must be positive, --rate >= 0")
+    if args.revocations < 0:
+        parser.error("--revocations must be >= 0")
     return args
 
 
-def run_throughput(stack: Stack, wrk: WrkSettings, work_dir: Path, run_id: str) -> Throughput:
+def run_throughput(
+    stack: Stack, wrk: WrkSettings, work_dir: Path, run_id: str, token: str
+) -> Throughput:
     """Phase B: the ceiling first (stack idle), then ingest, with the identical wrk command."""
-    script = write_script(work_dir, run_id)
+    script = write_script(work_dir, run_id, token)
     port, env = free_port(), dict(os.environ)
     with running_processes([]) as ceiling:
         ceiling.append(
@@ -79,20 +98,48 @@ def run_throughput(stack: Stack, wrk: WrkSettings, work_dir: Path, run_id: str) 
     )
 
 
-def benchmark(args: argparse.Namespace, wrk_version: str) -> str:
-    """Run both phases on a fresh stack and return the Markdown report."""
-    run_id = secrets.token_hex(3)
+def phases_a_b(
+    args: argparse.Namespace, auth: BenchAuth, work_dir: Path, run_id: str
+) -> tuple[E2ERun, list[HandlerStat], Throughput, dict[str, int]]:
+    """Phases A and B on a stack without the consent service (CONSENT_REQUIRED=false)."""
     wrk = WrkSettings(args.wrk_threads, args.wrk_connections, args.wrk_duration)
-    with tempfile.TemporaryDirectory(prefix="bench-") as tmp, running_stack(Path(tmp)) as stack:
+    with running_stack(work_dir, StackOptions(auth.env())) as stack:
         print(f"stack ready (broker {stack.bootstrap}); phase A ...", file=sys.stderr, flush=True)
         load = Load(args.readings, args.concurrency, args.rate)
-        e2e: E2ERun = run_e2e(stack.ingest_url, stack.slack, run_id, load)
+        e2e = run_e2e(stack.ingest_url, stack.slack, run_id, load, auth.headers(READINGS_WRITE))
         handlers = handler_stats(stack.services.values())
         print("phase B: wrk against ceiling, then ingest ...", file=sys.stderr, flush=True)
-        throughput = run_throughput(stack, wrk, Path(tmp), run_id)
+        throughput = run_throughput(stack, wrk, work_dir, run_id, auth.token(READINGS_WRITE))
         e2e.tracker.scan(list(stack.slack.calls))  # late duplicates count too
         logs = {name: p.log_lines() for name, p in stack.services.items()}
-        return render(machine_info(wrk_version), e2e, handlers, throughput, logs)
+    return e2e, handlers, throughput, logs
+
+
+def phase_c(
+    args: argparse.Namespace, auth: BenchAuth, work_dir: Path, run_id: str
+) -> tuple[RevokeRun, dict[str, int]]:
+    """Phase C on a fresh stack with the consent service and CONSENT_REQUIRED=true."""
+    options = StackOptions(auth.env(), consent_required=True, with_consent_service=True)
+    with running_stack(work_dir, options) as stack:
+        print(f"phase C: {args.revocations} revocations ...", file=sys.stderr, flush=True)
+        run = run_revocations(stack, auth, run_id, args.revocations)
+        logs = {f"{name} (C)": p.log_lines() for name, p in stack.services.items()}
+    return run, logs
+
+
+def benchmark(args: argparse.Namespace, wrk_version: str) -> str:
+    """Run the phases on fresh stacks and return the Markdown report."""
+    run_id = secrets.token_hex(3)
+    with tempfile.TemporaryDirectory(prefix="bench-") as tmp, running_idp() as auth:
+        work_ab, work_c = Path(tmp, "ab"), Path(tmp, "c")
+        work_ab.mkdir()
+        work_c.mkdir()
+        e2e, handlers, throughput, logs = phases_a_b(args, auth, work_ab, run_id)
+        revocations = None
+        if args.revocations:
+            revocations, logs_c = phase_c(args, auth, work_c, run_id)
+            logs |= logs_c
+    return render(machine_info(wrk_version), e2e, handlers, throughput, revocations, logs)
 
 
 def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
@@ -108,8 +155,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted; everything started was stopped", file=sys.stderr)
         return 130
-    except (RuntimeError, httpx.HTTPError, subprocess.SubprocessError) as exc:
-        # StackError, WrkMissingError, a failed warm-up or wrk run, a service gone silent
+    except (RuntimeError, httpx.HTTPError, subprocess.SubprocessError, KafkaError) as exc:
+        # StackError, WrkMissingError, PhaseError, a failed warm-up or wrk run, a service gone
+        # silent, the bench's alerts.v1 consumer failing
         print(f"bench failed: {exc}", file=sys.stderr)
         return 1
     print(report)

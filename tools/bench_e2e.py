@@ -116,7 +116,11 @@ async def _post_one(client: httpx.AsyncClient, patient_id: str, outcome: PostOut
 
 
 async def post_all(
-    url: str, patient_ids: list[str], concurrency: int, rate: float = 0.0
+    url: str,
+    patient_ids: list[str],
+    concurrency: int,
+    headers: dict[str, str],
+    rate: float = 0.0,
 ) -> PostOutcome:
     """POST one reading per patient with at most `concurrency` requests in flight.
 
@@ -132,7 +136,9 @@ async def post_all(
     started = time.perf_counter()
 
     async def worker() -> None:
-        async with httpx.AsyncClient(base_url=url, timeout=POST_TIMEOUT_S, limits=limits) as client:
+        async with httpx.AsyncClient(
+            base_url=url, headers=headers, timeout=POST_TIMEOUT_S, limits=limits
+        ) as client:
             for index, patient_id in pending:  # one shared iterator: each id is posted once
                 if rate > 0:
                     await asyncio.sleep(max(0.0, started + index / rate - time.perf_counter()))
@@ -143,13 +149,13 @@ async def post_all(
     return outcome
 
 
-def warm_up(url: str, slack: FakeSlack, patient_id: str) -> float:
+def warm_up(url: str, slack: FakeSlack, patient_id: str, headers: dict[str, str]) -> float:
     """One red reading through the whole pipeline (consumer groups join, connections open).
 
     Returns its 202 → Slack latency in seconds; raises if it never arrives.
     """
     tracker = AlertTracker(re.compile(re.escape(patient_id)))
-    outcome = asyncio.run(post_all(url, [patient_id], 1))
+    outcome = asyncio.run(post_all(url, [patient_id], 1, headers))
     if patient_id not in outcome.accepted_at:
         raise RuntimeError(f"warm-up reading not accepted: {dict(outcome.failures)}")
     if not slack.wait_for(lambda calls: tracker.scan(calls) >= 1, timeout=SLACK_WAIT_S):
@@ -157,12 +163,15 @@ def warm_up(url: str, slack: FakeSlack, patient_id: str) -> float:
     return tracker.first_at[patient_id] - outcome.accepted_at[patient_id]
 
 
-def run_e2e(url: str, slack: FakeSlack, run_id: str, load: Load) -> E2ERun:
-    """Warm up, post the red readings, wait (bounded) until every alert reached Slack."""
-    warmup_s = warm_up(url, slack, f"bench-{run_id}-warmup")
+def run_e2e(url: str, slack: FakeSlack, run_id: str, load: Load, headers: dict[str, str]) -> E2ERun:
+    """Warm up, post the red readings, wait (bounded) until every alert reached Slack.
+
+    `headers` carries the bearer token (scope readings:write) every POST sends.
+    """
+    warmup_s = warm_up(url, slack, f"bench-{run_id}-warmup", headers)
     prefix = f"bench-{run_id}-"
     patient_ids = [f"{prefix}{i}" for i in range(load.readings)]
-    posted = asyncio.run(post_all(url, patient_ids, load.concurrency, load.rate))
+    posted = asyncio.run(post_all(url, patient_ids, load.concurrency, headers, load.rate))
     tracker = AlertTracker(re.compile(re.escape(prefix) + r"\d+(?!\d)"))
     expected = len(posted.accepted_at)
     all_arrived = slack.wait_for(lambda calls: tracker.scan(calls) >= expected, SLACK_WAIT_S)

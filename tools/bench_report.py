@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from tools.bench_e2e import E2ERun
+from tools.bench_revoke import RevokeRun
 from tools.bench_stack import REPO_ROOT, HandlerStat
 from tools.bench_wrk import WrkResult
 
@@ -137,15 +138,63 @@ def render_throughput(tp: Throughput) -> list[str]:
     ]
 
 
+REVOKE_TARGET_S = 0.5
+
+
+def render_revocations(run: RevokeRun) -> list[str]:
+    """Phase C section."""
+    enforced = run.enforcement_s()
+    opened = len(run.opened_before_revoke)
+    failures = ", ".join(f"{k}: {v}" for k, v in run.failures.items()) or "none"
+    warmup = "not enforced" if run.warmup_s is None else _ms(run.warmup_s)
+    p99 = percentile(enforced, 99)
+    verdict = "yes" if p99 < REVOKE_TARGET_S and len(enforced) == run.patients else "NO"
+    probes = [len(r.probe_s) for r in run.revocations]
+    pages = run.pages
+    return [
+        f"### Phase C: revocation enforcement ({run.patients} patients, one at a time, "
+        "CONSENT_REQUIRED=true)",
+        "",
+        f"- revoked: {len(run.revocations)}/{run.patients}; withheld by ingest afterwards: "
+        f"{len(enforced)}/{run.patients}; failures: {failures}",
+        f"- open red episode before the revoke: {opened}; resolved as consent_revoked on "
+        f"alerts.v1: {len(run.resolve_s(record_time=False))}/{opened}",
+        f"- Slack pages for these patients: {len(pages.first_at) if pages else 0} patients paged "
+        f"(at most the {opened} with an episode); paged more than once: "
+        f"{pages.duplicates if pages else 0}",
+        f"- POSTs per revoke until withheld: mean {sum(probes) / max(1, len(probes)):.1f}, "
+        f"max {max(probes, default=0)}; warm-up patient (not in the figures): {warmup}",
+        f"- ingest part of the requirement (p99 < {_ms(REVOKE_TARGET_S)}): {verdict} "
+        f"(p99 {_ms(p99)})",
+        "",
+        "| latency | p50 | p90 | p99 | max |",
+        "| --- | --- | --- | --- | --- |",
+        _latency_row("revoke 200 → ingest withholds the next reading", enforced),
+        _latency_row(
+            "revoke 200 → rules' resolved (consent_revoked), bench receive time",
+            run.resolve_s(record_time=False),
+        ),
+        _latency_row(
+            "revoke 200 → same event, its record timestamp (rules' producer clock)",
+            run.resolve_s(record_time=True),
+        ),
+        _latency_row("grant 201 → ingest accepts the next reading", run.grant_to_accept_s),
+        _latency_row("POST /v1/readings while probing (resolution)", run.probe_s()),
+        _latency_row("POST …/revoke (client side)", [r.revoke_request_s for r in run.revocations]),
+    ]
+
+
 def render(
     machine: list[tuple[str, str]],
     run: E2ERun,
     handlers: Sequence[HandlerStat],
     tp: Throughput,
+    revocations: RevokeRun | None,
     logs: dict[str, int],
 ) -> str:
     """The whole Markdown block."""
     log_note = ", ".join(f"{name} {n}" for name, n in logs.items())
+    phase_c = ["", *render_revocations(revocations)] if revocations else []
     lines = [
         "## Benchmark run",
         "",
@@ -156,6 +205,7 @@ def render(
         *render_handlers(handlers),
         "",
         *render_throughput(tp),
+        *phase_c,
         "",
         f"Service log lines at WARNING or above during the run: {log_note}",
     ]

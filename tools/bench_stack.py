@@ -1,12 +1,17 @@
 """The benchmark's system under test: embedded broker, fake Slack, services as real subprocesses.
 
+The services trust the bench's fake identity provider (StackOptions.auth_env); the consent service
+(phase C only) keeps its SQLite database in the run's temporary directory.
+
 Everything listens on 127.0.0.1, every wait has a deadline, and `running_stack()` stops what it
 started (services, then broker, then fake Slack) on any exit, Ctrl-C included.
 """
 
 from __future__ import annotations
 
+import base64
 import os
+import secrets
 import subprocess
 import sys
 import time
@@ -28,6 +33,7 @@ SLACK_CHANNEL = "#care-alerts"
 READY_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 15.0
 POLL_INTERVAL_S = 0.1
+FETCH_MAX_WAIT_MS = 20
 HANDLE_METRIC = "kafka_message_handle_seconds"
 
 
@@ -60,6 +66,15 @@ class Process:
 
 
 @dataclass(frozen=True)
+class StackOptions:
+    """How to start the stack: AUTH_* variables, consent enforcement, consent service or not."""
+
+    auth_env: dict[str, str]
+    consent_required: bool = False
+    with_consent_service: bool = False
+
+
+@dataclass(frozen=True)
 class Stack:
     """The running system under test."""
 
@@ -71,6 +86,11 @@ class Stack:
     def ingest_url(self) -> str:
         """Base URL of the ingest service."""
         return self.services["ingest"].url
+
+    @property
+    def consent_url(self) -> str:
+        """Base URL of the consent service (only in a stack started with it)."""
+        return self.services["consent"].url
 
 
 @dataclass(frozen=True)
@@ -106,24 +126,37 @@ def handler_stats(processes: Iterable[Process]) -> list[HandlerStat]:
     return stats
 
 
-def service_env(bootstrap: str, slack: FakeSlack, ports: dict[str, int]) -> dict[str, str]:
-    """Environment shared by the three services: everything on loopback, quiet logs."""
+def service_env(
+    bootstrap: str, slack: FakeSlack, ports: dict[str, int], options: StackOptions
+) -> dict[str, str]:
+    """Environment shared by the services: everything on loopback, quiet logs, fake IdP."""
     return {
         **os.environ,
+        **options.auth_env,
         "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
-        "INGEST_PORT": str(ports["ingest"]),
-        "RULES_PORT": str(ports["rules"]),
-        "NOTIFIER_PORT": str(ports["notifier"]),
+        **{f"{name.upper()}_PORT": str(port) for name, port in ports.items()},
         "SLACK_BOT_TOKEN": SLACK_TOKEN,
         "SLACK_API_BASE_URL": slack.base_url,
         "SLACK_CHANNEL": SLACK_CHANNEL,
         "LOG_LEVEL": "WARNING",
         "KAFKA_SESSION_TIMEOUT_MS": "2000",
         "KAFKA_HEARTBEAT_INTERVAL_MS": "300",
+        # Tansu answers a fetch only when its wait expires (as deploy/dev.env does for make run).
+        "KAFKA_FETCH_MAX_WAIT_MS": str(FETCH_MAX_WAIT_MS),
         "BIND_HOST": "127.0.0.1",
-        # Bench patients have no consent.v1 record: unknown patients are then allowed (the
-        # consent lookup still runs). Without it every reading would be withheld, fail closed.
-        "CONSENT_REQUIRED": "false",
+        # false: patients never seen on consent.v1 are processed (the consent lookup still runs),
+        # so phases A/B need no grants; true for phase C, where every patient is granted first.
+        "CONSENT_REQUIRED": "true" if options.consent_required else "false",
+    }
+
+
+def consent_env(env: dict[str, str], data_dir: Path) -> dict[str, str]:
+    """The consent service's extra settings: SQLite file, fresh audit signing key."""
+    return {
+        **env,
+        "DATABASE_URL": f"sqlite:///{data_dir}/consent.db",
+        "AUDIT_SIGNING_KEY": base64.b64encode(secrets.token_bytes(32)).decode(),
+        "EXPORT_SOURCES": "",
     }
 
 
@@ -189,7 +222,7 @@ def running_processes(processes: list[Process]) -> Iterator[list[Process]]:
 
 
 @contextmanager
-def running_stack(log_dir: Path) -> Iterator[Stack]:
+def running_stack(log_dir: Path, options: StackOptions) -> Iterator[Stack]:
     """Start broker, fake Slack and the services; yield once every /readyz is 200."""
     with ExitStack() as exits:
         broker_port = free_port()
@@ -198,10 +231,12 @@ def running_stack(log_dir: Path) -> Iterator[Stack]:
         slack = FakeSlack(token=SLACK_TOKEN).start()
         exits.callback(slack.stop)
         bootstrap = f"127.0.0.1:{broker_port}"
-        ports = {name: free_port() for name in SERVICES}
-        env = service_env(bootstrap, slack, ports)
+        names = (*SERVICES, "consent") if options.with_consent_service else SERVICES
+        ports = {name: free_port() for name in names}
+        env = service_env(bootstrap, slack, ports, options)
         services = exits.enter_context(running_processes([]))
-        for name in SERVICES:
-            services.append(spawn(name, ["-m", f"services.{name}"], ports[name], env, log_dir))
+        for name in names:
+            own_env = consent_env(env, log_dir) if name == "consent" else env
+            services.append(spawn(name, ["-m", f"services.{name}"], ports[name], own_env, log_dir))
         wait_ready(services)
         yield Stack(bootstrap=bootstrap, slack=slack, services={p.name: p for p in services})

@@ -2,7 +2,9 @@
 
 The Lua script posts one green heart rate (70 /min) per request for a fresh patient id
 (bench-<run>-wrk-<thread>-<n>), so ingest publishes every request and rules evaluates it, but no
-alert (and no Slack call) follows. Its done() hook prints the summary as one JSON line.
+alert (and no Slack call) follows. Every request carries the same bearer token (readings:write),
+so ingest validates a signature per request, as it would for a real client reusing its token.
+Its done() hook prints the summary as one JSON line.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ WRK_GRACE_S = 30.0
 LUA_TEMPLATE = """\
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = "Bearer __TOKEN__"
 local prefix = "__PREFIX__"
 local measured_at = "__MEASURED_AT__"
 local next_thread = 0
@@ -107,10 +110,11 @@ def require_wrk() -> str:
     return (out.stdout + out.stderr).splitlines()[0].split(" [")[0].strip()
 
 
-def write_script(directory: Path, run_id: str) -> Path:
-    """Write the Lua script for this run and return its path."""
+def write_script(directory: Path, run_id: str, token: str) -> Path:
+    """Write the Lua script for this run (every request sends `token`) and return its path."""
     script = (
         LUA_TEMPLATE.replace("__PREFIX__", f"bench-{run_id}-wrk")
+        .replace("__TOKEN__", token)
         .replace("__MEASURED_AT__", datetime.now(UTC).isoformat())
         .replace("__MARKER__", WRK_MARKER)
     )

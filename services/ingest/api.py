@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
@@ -13,12 +12,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from services.ingest.domain import SubmittedReading
 from services.ingest.errors import BrokerUnavailableError, ConsentUnknownError
-from services.ingest.handlers import BatchRejectedError, accept_readings
-from shared.audit import AuditActor, AuditRecorded, AuditSink
+from services.ingest.handlers import BatchRejectedError, accept_readings, audit_withheld
 from shared.auth import Principal, require_scopes
 from shared.events import PatientId, UtcDatetime
 from shared.http import ApiError, error_body, require_json
-from shared.kafka import PublishFailedError
 from shared.vitals import Metric
 
 MAX_READINGS_PER_REQUEST = 1000
@@ -66,30 +63,6 @@ class ServiceUnavailableError(ApiError):
     code = "broker_unavailable"
 
 
-async def audit_withheld(sink: AuditSink, patient_ids: list[str]) -> None:
-    """Record, per patient, that readings were dropped for lack of monitoring consent."""
-    now = datetime.now(UTC)
-    request_id = structlog.contextvars.get_contextvars().get("request_id")
-    for patient_id in patient_ids:
-        try:
-            await sink.record(
-                AuditRecorded(
-                    event_id=str(uuid.uuid4()),
-                    occurred_at=now,
-                    service="ingest",
-                    actor=AuditActor(type="service", id="ingest"),
-                    action="reading.dropped",
-                    patient_id=patient_id,
-                    purpose="monitoring",
-                    outcome="denied",
-                    reason="no_active_consent",
-                    request_id=request_id,
-                )
-            )
-        except PublishFailedError:
-            log.warning("audit_record_failed", action="reading.dropped")
-
-
 def build_router() -> APIRouter:
     """Routes of the ingest API."""
     router = APIRouter(prefix="/v1", tags=["readings"])
@@ -114,7 +87,7 @@ def build_router() -> APIRouter:
     async def post_readings(
         body: ReadingsIn,
         request: Request,
-        _: Annotated[Principal, Depends(require_scopes("readings:write"))],
+        caller: Annotated[Principal, Depends(require_scopes("readings:write"))],
     ) -> JSONResponse:
         state = request.app.state
         samples = [SubmittedReading(**r.model_dump()) for r in body.readings]
@@ -125,6 +98,7 @@ def build_router() -> APIRouter:
                 max_future_skew=timedelta(seconds=state.settings.ingest_max_future_skew_s),
                 publisher=state.publisher,
                 consent=state.consent,
+                tenant_id=caller.tenant_id,
             )
         except BatchRejectedError as exc:
             details = [
@@ -146,7 +120,12 @@ def build_router() -> APIRouter:
         state.metrics.accepted.inc(result.published)
         if result.withheld_no_consent:
             state.metrics.withheld.inc(result.withheld_no_consent)
-            await audit_withheld(state.audit_sink, result.withheld_patients)
+            await audit_withheld(
+                result.withheld,
+                sink=state.audit_sink,
+                caller=caller,
+                request_id=structlog.contextvars.get_contextvars().get("request_id"),
+            )
         return JSONResponse(
             ReadingsAccepted(
                 accepted=len(result.reading_ids),

@@ -24,3 +24,6 @@ class ConsentView(Protocol):
 
     def allows_monitoring(self, patient_id: str) -> bool:
         """Return True when the patient has active consent for monitoring."""
+
+    def tenant_of(self, patient_id: str) -> str | None:
+        """Return the tenant the patient belongs to, when known."""

@@ -20,3 +20,7 @@ class ConsentViewAdapter:
     def allows_monitoring(self, patient_id: str) -> bool:
         """Return True when the patient has active consent for monitoring."""
         return self._state.allows(patient_id, Purpose.MONITORING)
+
+    def tenant_of(self, patient_id: str) -> str | None:
+        """Return the tenant the patient belongs to, when known."""
+        return self._state.tenant_of(patient_id)
