@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import contextlib
+import json
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -234,3 +236,29 @@ def consent_time(consent: dict[str, Any]) -> Any:
     from datetime import datetime
 
     return datetime.fromisoformat(consent["granted_at"])
+
+
+async def test_concurrent_revokes_make_exactly_one_transition(
+    broker: str, idp: FakeIdP, database: dict[str, Any]
+) -> None:
+    async with consent_service(broker, idp, database) as (client, app):
+        consent = (await grant(client, idp, "pt-7")).json()
+        url = f"/v1/patients/pt-7/consents/{consent['id']}/revoke"
+        results = await asyncio.gather(
+            *(
+                client.post(url, json={"reason": f"click {i}"}, headers=bearer(idp, ALL))
+                for i in range(5)
+            )
+        )
+        assert {r.status_code for r in results} == {200}
+        assert len({r.json()["revocation_reason"] for r in results}) == 1
+        async with app.state.store.engine.connect() as conn:
+            events = (await conn.execute(text("SELECT payload FROM outbox"))).scalars().all()
+            revokes = (
+                await conn.execute(
+                    text("SELECT count(*) FROM audit_entries WHERE action = 'consent.revoke'")
+                )
+            ).scalar_one()
+        changes = [json.loads(e)["change"] for e in events]
+        assert changes == ["granted", "revoked"]
+        assert revokes == 5  # every attempt is audited, one of them changed the state
