@@ -50,10 +50,22 @@ def _cpu_model() -> str:
         return next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), "?")
 
 
+def _uncommitted() -> str:
+    """Uncommitted paths, the bench's own files apart (they do not change what is measured)."""
+    paths = [ln.split(maxsplit=1)[1] for ln in _run("git", "status", "--porcelain").splitlines()]
+    bench = [p for p in paths if p.startswith("tools/bench") or p == "docs/benchmarks.md"]
+    others = [p for p in paths if p not in bench]
+    if not paths:
+        return ""
+    if not others:
+        return " (uncommitted: the bench's own files only)"
+    return f" (uncommitted changes to the code under test: {', '.join(sorted(others))})"
+
+
 def machine_info(wrk_version: str) -> list[tuple[str, str]]:
     """What the figures were measured on."""
     commit = _run("git", "rev-parse", "--short", "HEAD") or "?"
-    dirty = " (work tree has uncommitted changes)" if _run("git", "status", "--porcelain") else ""
+    dirty = _uncommitted()
     return [
         ("date (UTC)", datetime.now(UTC).strftime("%Y-%m-%d %H:%M")),
         ("git commit", commit + dirty),

@@ -11,7 +11,7 @@ import structlog
 
 from services.consent.adapters.store import ErasureRecords, SqlConsentStore
 from services.consent.errors import PatientNotFoundError
-from services.consent.handlers import Context, _owns, audit_record
+from services.consent.handlers import Context, audit_record, owns
 from shared.events import ErasureEvent
 from shared.ids import derive_id
 from shared.kafka import MessageContext
@@ -28,7 +28,7 @@ async def request_erasure(patient_id: str, ctx: Context) -> str:
     """Record the request and publish it on erasure.v1 (outbox); return the request id."""
     request_id = str(uuid.uuid4())
     async with ctx.store.transaction() as tx:
-        allowed = await _owns(tx, ctx, patient_id)
+        allowed = await owns(tx, ctx, patient_id)
         if allowed:
             await ErasureRecords(tx.conn).add_request(
                 request_id=request_id,
@@ -64,7 +64,7 @@ async def request_erasure(patient_id: str, ctx: Context) -> str:
 async def erasure_status(patient_id: str, request_id: str, ctx: Context) -> dict[str, Any] | None:
     """The request and which services completed it; None when not the caller's."""
     async with ctx.store.transaction() as tx:
-        if not await _owns(tx, ctx, patient_id):
+        if not await owns(tx, ctx, patient_id):
             return None
         found = await ErasureRecords(tx.conn).request(request_id)
     if found is None or found["patient_id"] != patient_id:

@@ -89,7 +89,7 @@ def audit_record(
     )
 
 
-async def _owns(tx: ConsentTransaction, ctx: Context, patient_id: str) -> bool:
+async def owns(tx: ConsentTransaction, ctx: Context, patient_id: str) -> bool:
     """Return True when the caller's tenant owns the patient; audit the refusal otherwise.
 
     Another tenant's patient and an unknown patient look the same to the caller (404).
@@ -133,7 +133,7 @@ async def grant_consent(cmd: GrantCommand, ctx: Context) -> ConsentRecord:
     async with ctx.store.transaction() as tx:
         if await tx.owner_of(cmd.patient_id) is None:
             await tx.claim_patient(cmd.patient_id, ctx.actor.tenant_id, ctx.now)
-        if not await _owns(tx, ctx, cmd.patient_id):
+        if not await owns(tx, ctx, cmd.patient_id):
             denied = True
         else:
             denied = False
@@ -173,7 +173,7 @@ async def revoke_consent(
 ) -> tuple[ConsentRecord, bool]:
     """Revoke (idempotent): commit, enqueue consent.v1 and audit together; return (record, changed)."""
     async with ctx.store.transaction() as tx:
-        if not await _owns(tx, ctx, patient_id):
+        if not await owns(tx, ctx, patient_id):
             current = None
         else:
             records = await tx.consents_of(patient_id, ctx.actor.tenant_id)
@@ -223,7 +223,7 @@ async def _apply_revocation(
 async def list_consents(patient_id: str, ctx: Context) -> list[ConsentRecord]:
     """Every consent of the patient (the read itself is audited)."""
     async with ctx.store.transaction() as tx:
-        allowed = await _owns(tx, ctx, patient_id)
+        allowed = await owns(tx, ctx, patient_id)
         if allowed:
             records = await tx.consents_of(patient_id, ctx.actor.tenant_id)
             await ctx.audit.append(
@@ -237,7 +237,7 @@ async def list_consents(patient_id: str, ctx: Context) -> list[ConsentRecord]:
 async def consent_status(patient_id: str, purpose: Purpose, ctx: Context) -> bool:
     """Whether the purpose is allowed now for the patient (audited read)."""
     async with ctx.store.transaction() as tx:
-        allowed = await _owns(tx, ctx, patient_id)
+        allowed = await owns(tx, ctx, patient_id)
         if allowed:
             records = await tx.consents_of(patient_id, ctx.actor.tenant_id)
             await ctx.audit.append(
