@@ -13,13 +13,11 @@ import hashlib
 import hmac
 import json
 import threading
-import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import uvicorn
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, utils
 from joserfc.jwk import ECKey, RSAKey
@@ -28,7 +26,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from deploy.embedded_broker import free_port
+from tests.fakes.server import ThreadedServer
 
 JWKS_PATH = "/.well-known/jwks.json"
 DROP = object()  # a claim/header value meaning "leave this one out"
@@ -97,8 +95,7 @@ class FakeIdP:
     fail_next: int = 0
     port: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock)
-    _server: uvicorn.Server | None = None
-    _thread: threading.Thread | None = None
+    _server: ThreadedServer | None = None
 
     @property
     def base_url(self) -> str:
@@ -117,25 +114,19 @@ class FakeIdP:
 
     def start(self) -> FakeIdP:
         """Serve on a free loopback port in a background thread."""
-        self.port = self.port or free_port()
-        app = Starlette(routes=[Route("/{path:path}", self._any, methods=["GET", "POST"])])
-        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning")
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self._server.run, daemon=True)
-        self._thread.start()
-        deadline = time.monotonic() + 10
-        while not self._server.started:
-            if time.monotonic() > deadline:
-                raise RuntimeError("fake IdP did not start")
-            time.sleep(0.01)
+        self._server = ThreadedServer(
+            Starlette(routes=[Route("/{path:path}", self._any, methods=["GET", "POST"])]),
+            name="IdP",
+            port=self.port,
+        )
+        self.port = self._server.port
+        self._server.start()
         return self
 
     def stop(self) -> None:
         """Stop serving."""
         if self._server is not None:
-            self._server.should_exit = True
-        if self._thread is not None:
-            self._thread.join(timeout=10)
+            self._server.stop()
 
     def publish(self, *keys: SigningKey) -> None:
         """Add keys to the served JWKS."""

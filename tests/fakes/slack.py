@@ -16,13 +16,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from deploy.embedded_broker import free_port
+from tests.fakes.server import ThreadedServer
 
 KNOWN_CHANNELS_DEFAULT = frozenset({"#care-alerts", "C0CAREALERT"})
 
@@ -48,8 +47,7 @@ class FakeSlack:
     retry_after_s: int = 1
     port: int = 0
     _cond: threading.Condition = field(default_factory=threading.Condition)
-    _server: uvicorn.Server | None = None
-    _thread: threading.Thread | None = None
+    _server: ThreadedServer | None = None
     _seq: int = 0
 
     @property
@@ -59,25 +57,19 @@ class FakeSlack:
 
     def start(self) -> FakeSlack:
         """Serve on a free loopback port in a background thread."""
-        self.port = self.port or free_port()
-        app = Starlette(routes=[Route("/api/chat.postMessage", self._post, methods=["POST"])])
-        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning")
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self._server.run, daemon=True)
-        self._thread.start()
-        deadline = time.monotonic() + 10
-        while not self._server.started:
-            if time.monotonic() > deadline:
-                raise RuntimeError("fake Slack did not start")
-            time.sleep(0.01)
+        self._server = ThreadedServer(
+            Starlette(routes=[Route("/api/chat.postMessage", self._post, methods=["POST"])]),
+            name="Slack",
+            port=self.port,
+        )
+        self.port = self._server.port
+        self._server.start()
         return self
 
     def stop(self) -> None:
         """Stop serving."""
         if self._server is not None:
-            self._server.should_exit = True
-        if self._thread is not None:
-            self._thread.join(timeout=10)
+            self._server.stop()
 
     def wait_for(self, predicate: Callable[[list[SlackCall]], bool], timeout: float) -> bool:
         """Block until predicate(calls) holds or the timeout passes; return whether it held."""
