@@ -7,6 +7,7 @@ import re
 import time
 import uuid
 from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 import structlog
@@ -16,6 +17,8 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from shared.audit import AuditActor, AuditRecorded
 
 log = structlog.get_logger(__name__)
 
@@ -135,6 +138,52 @@ class RequestContextMiddleware:
                     )
 
 
+class RefusalAuditMiddleware:
+    """Audit every refused request (4xx) the route itself did not audit: bad input, oversize,
+    unknown route. Best effort: a failing audit sink never changes the answer."""
+
+    def __init__(self, app: ASGIApp, *, service: str) -> None:
+        self.app = app
+        self.service = service
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        status = 0
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        await self.app(scope, receive, send_wrapper)
+        if 400 <= status < 500 and not scope.get("state", {}).get("refusal_audited"):
+            await self._record(scope, status)
+
+    async def _record(self, scope: Scope, status: int) -> None:
+        sink = getattr(scope["app"].state, "audit_sink", None) if "app" in scope else None
+        if sink is None:
+            return
+        route = str(getattr(scope.get("route"), "path", "unmatched"))
+        record = AuditRecorded(
+            event_id=uuid.uuid4().hex,
+            occurred_at=datetime.now(UTC),
+            service=self.service,
+            actor=AuditActor(type="anonymous", id="unauthenticated"),
+            action="request.refused",
+            outcome="denied",
+            reason=f"http_{status}",
+            request_id=structlog.contextvars.get_contextvars().get("request_id"),
+            details={"method": scope["method"], "route": route},
+        )
+        try:
+            await sink.record(record)
+        except Exception as err:
+            log.error("refusal_audit_failed", error=type(err).__name__, status=status)
+
+
 class BodySizeLimitMiddleware:
     """Reject bodies over a cap with 413 before the application reads them into memory."""
 
@@ -234,6 +283,7 @@ def build_app(
     app = FastAPI(title=title, description=description, lifespan=lifespan, version="0.1.0")
     install_error_handlers(app)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=max_body_bytes)
+    app.add_middleware(RefusalAuditMiddleware, service=title.lower())
     app.add_middleware(RequestContextMiddleware, registry=registry)
     return app
 

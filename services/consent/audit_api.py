@@ -48,7 +48,11 @@ def build_audit_router() -> APIRouter:
     """Routes of the audit API."""
     r = APIRouter(prefix="/v1/audit", tags=["audit"])
 
-    @r.get("", response_model=AuditPage, summary="Audit entries of the caller's tenant")
+    @r.get(
+        "",
+        response_model=AuditPage,
+        summary="Audit entries of the caller's tenant (with `admin`: also unauthenticated refusals)",
+    )
     async def entries(
         request: Request,
         actor: AuditReader,
@@ -61,7 +65,11 @@ def build_audit_router() -> APIRouter:
         audit: Any = request.app.state.audit_log
         await audit.record(_read_record(actor, "audit.read", patient_id))
         page = await audit.entries(
-            tenant_id=actor.tenant_id, patient_id=patient_id, after_seq=after_seq, limit=limit
+            tenant_id=actor.tenant_id,
+            patient_id=patient_id,
+            after_seq=after_seq,
+            limit=limit,
+            include_unscoped="admin" in actor.scopes,
         )
         return AuditPage(entries=page, next_after_seq=page[-1].seq if len(page) == limit else None)
 

@@ -95,6 +95,7 @@ async def _audit_refusal(request: Request, exc: ApiError, principal: Principal |
         return
     try:
         await sink.record(_denial_record(request, exc, principal, route=route))
+        request.state.refusal_audited = True  # RefusalAuditMiddleware need not record it again
     except Exception as err:  # the caller is refused either way; the failure is logged
         log.error("authz_denied_audit_failed", error=type(err).__name__, reason=reason)
 

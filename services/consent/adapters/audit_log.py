@@ -89,12 +89,22 @@ class SqlAuditLog:
         return cp
 
     async def entries(
-        self, *, tenant_id: str, patient_id: str | None, after_seq: int, limit: int
+        self,
+        *,
+        tenant_id: str,
+        patient_id: str | None,
+        after_seq: int,
+        limit: int,
+        include_unscoped: bool = False,
     ) -> list[ChainedEntry]:
-        """The tenant's entries (optionally about one patient), in order."""
+        """The tenant's entries (optionally about one patient), in order; `include_unscoped` adds
+        those no tenant could be attributed to (e.g. unauthenticated refusals)."""
+        scope = audit_entries.c.tenant_id == tenant_id
+        if include_unscoped:
+            scope = scope | audit_entries.c.tenant_id.is_(None)
         query = (
             select(audit_entries.c.entry)
-            .where(audit_entries.c.tenant_id == tenant_id, audit_entries.c.seq > after_seq)
+            .where(scope, audit_entries.c.seq > after_seq)
             .order_by(audit_entries.c.seq)
             .limit(limit)
         )

@@ -157,6 +157,15 @@ async def test_bad_grants_are_4xx(
     async with consent_service(broker, idp, {"database_url": "sqlite:///:memory:"}) as (c, _):
         response = await c.post("/v1/patients/pt-4/consents", json=body, headers=bearer(idp, ALL))
         assert response.status_code == status, response.text
+        # The refusal is on the trail (no tenant could be attributed: admins see it).
+        audit = await c.get("/v1/audit", headers=bearer(idp, "audit:read admin"))
+        refused = [
+            e["record"]
+            for e in audit.json()["entries"]
+            if e["record"]["action"] == "request.refused"
+        ]
+        assert [r["reason"] for r in refused] == [f"http_{status}"]
+        assert refused[0]["details"]["route"] == "/v1/patients/{patient_id}/consents"
 
 
 @pytest.mark.parametrize(
@@ -262,3 +271,25 @@ async def test_concurrent_revokes_make_exactly_one_transition(
         changes = [json.loads(e)["change"] for e in events]
         assert changes == ["granted", "revoked"]
         assert revokes == 5  # every attempt is audited, one of them changed the state
+
+
+@pytest.mark.parametrize(
+    ("raw", "status"),
+    [
+        (b'{"reason": "' + b"x" * 70_000 + b'"}', 413),
+        (b'{"reason": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", 413),
+        (b'{"reason": ' + b"[" * 5_000 + b"]" * 5_000 + b"}", 400),
+        (b'{"reason": NaN}', 422),
+        (b'{"reason": "ok reason"', 400),
+    ],
+)
+async def test_hostile_bodies_are_4xx_never_500(
+    broker: str, idp: FakeIdP, raw: bytes, status: int
+) -> None:
+    async with consent_service(broker, idp, {"database_url": "sqlite:///:memory:"}) as (c, _):
+        response = await c.post(
+            "/v1/patients/pt-8/consents/00000000-0000-0000-0000-000000000000/revoke",
+            content=raw,
+            headers={**bearer(idp, ALL), "content-type": "application/json"},
+        )
+        assert response.status_code == status, response.text[:200]
