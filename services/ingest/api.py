@@ -63,6 +63,12 @@ class ServiceUnavailableError(ApiError):
     code = "broker_unavailable"
 
 
+class ConsentLoadingError(ServiceUnavailableError):
+    """The consent view is still loading: nothing can be checked, so nothing is accepted."""
+
+    code = "consent_view_loading"
+
+
 def build_router() -> APIRouter:
     """Routes of the ingest API."""
     router = APIRouter(prefix="/v1", tags=["readings"])
@@ -108,7 +114,7 @@ def build_router() -> APIRouter:
             summary = "; ".join(f"{d['field']}: {d['message']}" for d in details[:5])
             return JSONResponse(error_body("invalid_reading", summary, details), status_code=422)
         except ConsentUnknownError as exc:
-            raise ServiceUnavailableError(
+            raise ConsentLoadingError(
                 "readings not accepted: consent state is still loading, retry later",
                 headers={"Retry-After": "5"},
             ) from exc
