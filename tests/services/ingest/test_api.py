@@ -10,8 +10,10 @@ import httpx
 import pytest
 
 from deploy.embedded_broker import free_port
+from services.ingest.adapters.consent import ConsentViewAdapter
 from services.ingest.app import create_app
 from services.ingest.settings import IngestSettings
+from shared.consent_view import ConsentState
 from tests.conftest import auth_settings, bearer
 from tests.fakes.idp import FakeIdP
 
@@ -124,10 +126,24 @@ async def test_one_bad_sample_rejects_the_whole_batch_and_names_its_index(
     assert [d["field"] for d in response.json()["error"]["details"]] == ["readings[1].value"]
 
 
+async def test_nothing_is_accepted_while_consent_state_is_loading(
+    client: httpx.AsyncClient,
+) -> None:
+    # No broker: the consent view cannot load, so whether to process is unknown.
+    response = await post_json(client, {"readings": [reading()]})
+    assert response.status_code == 503
+    assert response.headers["retry-after"] == "5"
+    assert response.json()["error"]["code"] == "consent_view_loading"
+
+
 async def test_nothing_is_accepted_while_the_broker_is_unavailable(
     client: httpx.AsyncClient,
 ) -> None:
-    # Without a broker the consent view cannot load either: 503, the vendor retries later.
+    transport = client._transport
+    assert isinstance(transport, httpx.ASGITransport)
+    loaded = ConsentState(consent_required=False)
+    loaded.caught_up = True
+    transport.app.state.consent = ConsentViewAdapter(loaded)  # type: ignore[attr-defined]
     response = await post_json(client, {"readings": [reading()]})
     assert response.status_code == 503
     assert response.headers["retry-after"] == "5"
