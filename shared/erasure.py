@@ -7,9 +7,10 @@ from datetime import UTC, datetime
 
 import structlog
 
+from shared.consumer import MessageContext
 from shared.events import ErasureEvent
 from shared.ids import derive_id
-from shared.kafka import KafkaEventPublisher, MessageContext
+from shared.kafka import KafkaEventPublisher
 from shared.topics import ERASURE
 
 log = structlog.get_logger(__name__)

@@ -11,15 +11,15 @@ import structlog
 from aiokafka.errors import KafkaError
 from prometheus_client import CollectorRegistry
 
-from shared.events import Event
-from shared.kafka import (
+from shared.consumer import (
+    BatchHandler,
     ConsumerMetrics,
     Handler,
     KafkaEventConsumer,
-    KafkaEventPublisher,
-    ensure_topics,
-    retry_forever,
+    PartitionsHook,
 )
+from shared.events import Event
+from shared.kafka import KafkaEventPublisher, ensure_topics, retry_forever
 from shared.settings import ServiceSettings
 from shared.topics import ALL_TOPICS, Topic
 
@@ -52,20 +52,34 @@ class KafkaRuntime:
         self.topics_ready = asyncio.Event()
 
     def add_consumer(self, topic: Topic[E], handler: Handler[E], *, group_id: str) -> None:
-        """Register a consumer; it starts with the runtime."""
+        """Register a per-message consumer; it starts with the runtime."""
+        self._consumers.append(self._consumer(topic, group_id, handler=handler))
+
+    def add_batch_consumer(
+        self,
+        topic: Topic[E],
+        handler: BatchHandler[E],
+        *,
+        group_id: str,
+        on_revoked: PartitionsHook | None = None,
+    ) -> None:
+        """Register a consumer handing each partition's poll batch to `handler` at once."""
         self._consumers.append(
-            KafkaEventConsumer(
-                topic=topic,
-                handler=handler,
-                group_id=group_id,
-                service=self.service,
-                bootstrap_servers=self._settings.kafka_bootstrap_servers,
-                deadletter=self.publisher,
-                metrics=self._metrics,
-                session_timeout_ms=self._settings.kafka_session_timeout_ms,
-                heartbeat_interval_ms=self._settings.kafka_heartbeat_interval_ms,
-                fetch_max_wait_ms=self._settings.kafka_fetch_max_wait_ms,
-            )
+            self._consumer(topic, group_id, batch_handler=handler, on_revoked=on_revoked)
+        )
+
+    def _consumer(self, topic: Topic[E], group_id: str, **handling: Any) -> KafkaEventConsumer[E]:
+        return KafkaEventConsumer(
+            topic=topic,
+            group_id=group_id,
+            service=self.service,
+            bootstrap_servers=self._settings.kafka_bootstrap_servers,
+            deadletter=self.publisher,
+            metrics=self._metrics,
+            session_timeout_ms=self._settings.kafka_session_timeout_ms,
+            heartbeat_interval_ms=self._settings.kafka_heartbeat_interval_ms,
+            fetch_max_wait_ms=self._settings.kafka_fetch_max_wait_ms,
+            **handling,
         )
 
     def add_component(

@@ -21,9 +21,9 @@ from services.consent.dsr import on_erasure_event
 from services.consent.dsr_api import build_dsr_router
 from services.consent.settings import ConsentSettings
 from shared.auth import build_token_validator
+from shared.consumer import MessageContext
 from shared.db import make_engine, migrate
 from shared.http import build_app, ops_router
-from shared.kafka import MessageContext
 from shared.runtime import KafkaRuntime
 from shared.topics import AUDIT, ERASURE
 

@@ -12,9 +12,9 @@ import structlog
 from services.consent.adapters.store import ErasureRecords, SqlConsentStore
 from services.consent.errors import PatientNotFoundError
 from services.consent.handlers import Context, audit_record, owns
+from shared.consumer import MessageContext
 from shared.events import ErasureEvent
 from shared.ids import derive_id
-from shared.kafka import MessageContext
 from shared.topics import ERASURE
 
 log = structlog.get_logger(__name__)

@@ -7,8 +7,9 @@ import structlog
 from services.notifier.domain import should_page
 from services.notifier.errors import PermanentDeliveryError
 from services.notifier.ports import AlertSender, ConsentView, SeenEvents
+from shared.consumer import MessageContext
 from shared.events import AlertEvent, Purpose
-from shared.kafka import MessageContext, UnprocessableEventError
+from shared.kafka import UnprocessableEventError
 
 log = structlog.get_logger(__name__)
 

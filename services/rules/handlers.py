@@ -6,8 +6,8 @@ import structlog
 
 from services.rules.domain import close_on_consent_revoked, evaluate
 from services.rules.ports import AlertPublisher, ConsentView, StateStore
+from shared.consumer import MessageContext
 from shared.events import ConsentChanged, Purpose, Reading
-from shared.kafka import MessageContext
 
 log = structlog.get_logger(__name__)
 

@@ -10,8 +10,8 @@ import pytest
 from services.rules.adapters.state import InMemoryStateStore
 from services.rules.handlers import erase_patient, on_consent_changed, on_reading_received
 from shared.consent_view import ConsentState
+from shared.consumer import MessageContext
 from shared.events import AlertEvent, AlertKind, ConsentChanged, Purpose, Reading
-from shared.kafka import MessageContext
 
 CTX = MessageContext(topic="readings.v1", partition=0, offset=0, key=b"pt-1")
 AT = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
