@@ -13,8 +13,8 @@ from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 
 from services.consent.adapters.audit_log import SqlAuditLog, signer_from
-from services.consent.adapters.outbox import OutboxRelay
 from services.consent.adapters.store import SqlConsentStore
+from services.consent.adapters.tables import outbox
 from services.consent.api import build_router
 from services.consent.audit_api import build_audit_router
 from services.consent.dsr import on_erasure_event
@@ -24,6 +24,7 @@ from shared.auth import build_token_validator
 from shared.consumer import MessageContext
 from shared.db import make_engine, migrate
 from shared.http import build_app, ops_router
+from shared.outbox import OutboxRelay
 from shared.runtime import KafkaRuntime
 from shared.topics import AUDIT, ERASURE
 
@@ -44,7 +45,7 @@ def create_app(settings: ConsentSettings) -> FastAPI:
         create=settings.dev_auth,
     )
     audit_log = SqlAuditLog(signer=signer, store=store)
-    relay = OutboxRelay(engine=engine, publisher=runtime.publisher)
+    relay = OutboxRelay(engine=engine, table=outbox, publisher=runtime.publisher)
     http = httpx.AsyncClient(timeout=5.0)
     migrated = asyncio.Event()
 

@@ -20,6 +20,7 @@ from services.consent.adapters.tables import (
 )
 from services.consent.domain import ConsentRecord, Evidence, LegalBasis, PerformerType
 from shared.events import Event, Purpose
+from shared.outbox import enqueue
 from shared.topics import Topic
 
 
@@ -121,16 +122,7 @@ class ConsentTransaction:
 
     async def enqueue(self, topic: Topic[Any], events: Sequence[Event], at: datetime) -> None:
         """Add events to the outbox; the relay publishes them after commit."""
-        for event in events:
-            key = topic.key_of(event)
-            await self.conn.execute(
-                insert(outbox).values(
-                    topic=topic.name,
-                    message_key=key.decode() if key else None,
-                    payload=topic.encode(event).decode(),
-                    created_at=at,
-                )
-            )
+        await enqueue(self.conn, outbox, topic, events, at)
 
 
 class SqlConsentStore:

@@ -15,6 +15,7 @@ from sqlalchemy import (
 )
 
 from shared.dbtypes import UtcDateTime
+from shared.outbox import outbox_table
 
 metadata = MetaData()
 
@@ -52,16 +53,7 @@ consents = Table(
     Index("ix_consents_patient_purpose", "patient_id", "purpose"),
 )
 
-outbox = Table(
-    "outbox",
-    metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("topic", String(64), nullable=False),
-    Column("message_key", String(128), nullable=True),
-    Column("payload", Text, nullable=False),
-    Column("created_at", UtcDateTime, nullable=False),
-    Column("published_at", UtcDateTime, nullable=True, index=True),
-)
+outbox = outbox_table("outbox", metadata)
 
 audit_entries = Table(
     "audit_entries",
