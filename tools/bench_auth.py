@@ -1,8 +1,9 @@
 """Access tokens for the benchmark: a fake identity provider in the bench process.
 
 The services trust the FakeIdP's JWKS (AUTH_* variables); the bench mints RFC 9068 tokens with the
-scopes each call needs. Tokens live an hour and are re-minted after a minute, so no run, however
-long, meets an expired one, and minting (an RSA signature) is not in any timed request.
+scopes each call needs. Tokens live an hour; each phase takes its headers once before it starts
+(a token older than a minute is re-minted then), so minting (an RSA signature) is never inside a
+timed request and no phase meets an expired token.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ TENANT = "tenant-bench"
 TOKEN_LIFETIME_S = 3600
 REMINT_AFTER_S = 60.0
 READINGS_WRITE = "readings:write"
-CONSENT_ADMIN = "consent:write consent:revoke consent:read"
+CONSENT_ADMIN = "consent:write consent:revoke"
 
 
 @dataclass

@@ -153,8 +153,8 @@ def render_throughput(tp: Throughput) -> list[str]:
 REVOKE_TARGET_S = 0.5
 
 
-def render_revocations(run: RevokeRun) -> list[str]:
-    """Phase C section."""
+def _revocation_summary(run: RevokeRun) -> list[str]:
+    """Phase C bullet points: counts, pages, probes, verdict on the ingest part."""
     enforced = run.enforcement_s()
     opened = len(run.opened_before_revoke)
     failures = ", ".join(f"{k}: {v}" for k, v in run.failures.items()) or "none"
@@ -164,9 +164,6 @@ def render_revocations(run: RevokeRun) -> list[str]:
     probes = [len(r.probe_s) for r in run.revocations]
     pages = run.pages
     return [
-        f"### Phase C: revocation enforcement ({run.patients} patients, one at a time, "
-        "CONSENT_REQUIRED=true)",
-        "",
         f"- revoked: {len(run.revocations)}/{run.patients}; withheld by ingest afterwards: "
         f"{len(enforced)}/{run.patients}; failures: {failures}",
         f"- open red episode before the revoke: {opened}; resolved as consent_revoked on "
@@ -178,10 +175,20 @@ def render_revocations(run: RevokeRun) -> list[str]:
         f"max {max(probes, default=0)}; warm-up patient (not in the figures): {warmup}",
         f"- ingest part of the requirement (p99 < {_ms(REVOKE_TARGET_S)}): {verdict} "
         f"(p99 {_ms(p99)})",
+    ]
+
+
+def render_revocations(run: RevokeRun) -> list[str]:
+    """Phase C section."""
+    return [
+        f"### Phase C: revocation enforcement ({run.patients} patients, one at a time, "
+        "CONSENT_REQUIRED=true)",
+        "",
+        *_revocation_summary(run),
         "",
         "| latency | p50 | p90 | p99 | max |",
         "| --- | --- | --- | --- | --- |",
-        _latency_row("revoke 200 → ingest withholds the next reading", enforced),
+        _latency_row("revoke 200 → ingest withholds the next reading", run.enforcement_s()),
         _latency_row(
             "revoke 200 → rules' resolved (consent_revoked), bench receive time",
             run.resolve_s(record_time=False),

@@ -126,11 +126,15 @@ class RevokeRun:
 
 @dataclass(frozen=True)
 class Clients:
-    """One single-connection client per service, with the tokens their calls need."""
+    """One single-connection client per service, with the Authorization header its calls need.
+
+    The headers are minted once, before the phase (tokens live an hour): no signing in a timed call.
+    """
 
     ingest: httpx.AsyncClient
     consent: httpx.AsyncClient
-    auth: BenchAuth
+    readings_auth: dict[str, str]
+    consent_auth: dict[str, str]
 
 
 async def post_reading(clients: Clients, patient_id: str) -> int:
@@ -138,7 +142,7 @@ async def post_reading(clients: Clients, patient_id: str) -> int:
     response = await clients.ingest.post(
         "/v1/readings",
         json=reading_body(patient_id, RED_HEART_RATE),
-        headers=clients.auth.headers(READINGS_WRITE),
+        headers=clients.readings_auth,
     )
     if response.status_code != 202:
         raise PhaseError(f"POST /v1/readings: HTTP {response.status_code} {response.text[:200]}")
@@ -169,7 +173,7 @@ async def grant(clients: Clients, patient_id: str) -> tuple[str, float]:
     response = await clients.consent.post(
         f"/v1/patients/{patient_id}/consents",
         json=GRANT_BODY,
-        headers=clients.auth.headers(CONSENT_ADMIN),
+        headers=clients.consent_auth,
     )
     if response.status_code != 201:
         raise PhaseError(f"grant: HTTP {response.status_code} {response.text[:200]}")
@@ -182,7 +186,7 @@ async def revoke(clients: Clients, patient_id: str, consent_id: str) -> tuple[fl
     response = await clients.consent.post(
         f"/v1/patients/{patient_id}/consents/{consent_id}/revoke",
         json={"reason": "bench: patient withdrew consent"},
-        headers=clients.auth.headers(CONSENT_ADMIN),
+        headers=clients.consent_auth,
     )
     done, wall = time.perf_counter(), time.time()
     if response.status_code != 200:
@@ -190,13 +194,14 @@ async def revoke(clients: Clients, patient_id: str, consent_id: str) -> tuple[fl
     return done, wall, done - started
 
 
-async def open_episode(clients: Clients, run: RevokeRun, patient_id: str) -> None:
+async def open_episode(clients: Clients, run: RevokeRun, patient_id: str) -> str:
     """Grant, wait until ingest accepts a red reading and rules' `opened` is on alerts.v1.
 
     Rules reads consent.v1 on its own: if its view lagged behind ingest's, it skipped the reading,
     so another red reading is posted (up to 3 in all) before giving up on the episode.
+    Returns the consent id.
     """
-    _, granted_at = await grant(clients, patient_id)
+    consent_id, granted_at = await grant(clients, patient_id)
     accepted_at, _ = await post_until(clients, patient_id, withheld=0)
     if accepted_at is None:
         raise PhaseError(f"ingest withheld {patient_id}'s readings {TIMEOUT_S:.0f}s after grant")
@@ -204,17 +209,16 @@ async def open_episode(clients: Clients, run: RevokeRun, patient_id: str) -> Non
     for _attempt in range(3):
         if await run.watch.wait_for(run.watch.opened, patient_id, TIMEOUT_S / 3):
             run.opened_before_revoke.add(patient_id)
-            return
+            return consent_id
         await post_reading(clients, patient_id)
     run.failures["no opened event before revoke"] += 1
+    return consent_id
 
 
-async def revoke_and_probe(clients: Clients, run: RevokeRun, patient_id: str) -> None:
+async def revoke_and_probe(
+    clients: Clients, run: RevokeRun, patient_id: str, consent_id: str
+) -> None:
     """Revoke, probe ingest until it withholds, then wait (bounded) for the resolve."""
-    listed = await clients.consent.get(
-        f"/v1/patients/{patient_id}/consents", headers=clients.auth.headers(CONSENT_ADMIN)
-    )
-    consent_id = next(c["id"] for c in listed.json() if c["status"] == "active")
     revoked_at, wall, request_s = await revoke(clients, patient_id, consent_id)
     enforced_at, probes = await post_until(clients, patient_id, withheld=1)
     run.revocations.append(
@@ -231,8 +235,8 @@ async def revoke_and_probe(clients: Clients, run: RevokeRun, patient_id: str) ->
 async def warm_up(clients: Clients, watch: AlertWatch, patient_id: str) -> float | None:
     """One whole cycle outside the figures (groups join, connections and JWKS caches fill)."""
     warm = RevokeRun(patients=1, watch=watch)
-    await open_episode(clients, warm, patient_id)
-    await revoke_and_probe(clients, warm, patient_id)
+    consent_id = await open_episode(clients, warm, patient_id)
+    await revoke_and_probe(clients, warm, patient_id, consent_id)
     return next(iter(warm.enforcement_s()), None)
 
 
@@ -256,11 +260,13 @@ async def _phase(
             httpx.AsyncClient(base_url=stack.ingest_url, limits=one, timeout=TIMEOUT_S) as ingest,
             httpx.AsyncClient(base_url=stack.consent_url, limits=one, timeout=TIMEOUT_S) as consent,
         ):
-            clients = Clients(ingest, consent, auth)
+            clients = Clients(
+                ingest, consent, auth.headers(READINGS_WRITE), auth.headers(CONSENT_ADMIN)
+            )
             run.warmup_s = await warm_up(clients, run.watch, warmup_id)
             for patient_id in patient_ids:
-                await open_episode(clients, run, patient_id)
-                await revoke_and_probe(clients, run, patient_id)
+                consent_id = await open_episode(clients, run, patient_id)
+                await revoke_and_probe(clients, run, patient_id, consent_id)
     finally:
         follower.cancel()
         await asyncio.gather(follower, return_exceptions=True)

@@ -84,9 +84,13 @@ def make_run(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], dict[str, 
     try:
         yield proc, ports, key_file
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        if proc.poll() is None:  # the test failed midway: stop it the way Ctrl-C does first,
+            os.killpg(proc.pid, signal.SIGINT)  # so honcho takes its children down with it
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
 
 
 def dev_headers(key_file: str) -> dict[str, str]:
