@@ -147,6 +147,22 @@ class ErasureEvent(Event):
     occurred_at: UtcDatetime
 
 
+class ThresholdsChanged(Event):
+    """A patient's own bands were set or removed (None); on thresholds.v1 keyed by patient id.
+
+    The rules database is the source of truth; the topic tells every rules instance at once.
+    """
+
+    event_id: str
+    patient_id: PatientId
+    tenant_id: str
+    version: int = Field(ge=1, description="Increases with every change of this patient's bands.")
+    thresholds: dict[str, Any] | None = Field(
+        description="Per-metric bands as accepted by PUT .../thresholds; null when removed."
+    )
+    changed_at: UtcDatetime
+
+
 class DeadLetter(Event):
     """Something that could not be processed, with where it came from and why."""
 

@@ -6,7 +6,15 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from shared.audit import AuditRecorded
-from shared.events import AlertEvent, ConsentChanged, DeadLetter, ErasureEvent, Event, Reading
+from shared.events import (
+    AlertEvent,
+    ConsentChanged,
+    DeadLetter,
+    ErasureEvent,
+    Event,
+    Reading,
+    ThresholdsChanged,
+)
 
 E = TypeVar("E", bound=Event)
 
@@ -39,6 +47,17 @@ ALERTS: Topic[AlertEvent] = Topic("alerts.v1", AlertEvent, key_field="patient_id
 CONSENT: Topic[ConsentChanged] = Topic("consent.v1", ConsentChanged, key_field="patient_id")
 DEADLETTER: Topic[DeadLetter] = Topic("deadletter.v1", DeadLetter, key_field=None, partitions=1)
 ERASURE: Topic[ErasureEvent] = Topic("erasure.v1", ErasureEvent, key_field="patient_id")
+THRESHOLDS: Topic[ThresholdsChanged] = Topic(
+    "thresholds.v1", ThresholdsChanged, key_field="patient_id"
+)
 AUDIT: Topic[AuditRecorded] = Topic("audit.v1", AuditRecorded, key_field="patient_id")
 
-ALL_TOPICS: tuple[Topic[Any], ...] = (READINGS, ALERTS, CONSENT, ERASURE, DEADLETTER, AUDIT)
+ALL_TOPICS: tuple[Topic[Any], ...] = (
+    READINGS,
+    ALERTS,
+    CONSENT,
+    ERASURE,
+    THRESHOLDS,
+    DEADLETTER,
+    AUDIT,
+)
