@@ -8,14 +8,12 @@ answer is no.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable
 
 import structlog
-from aiokafka import AIOKafkaConsumer, TopicPartition
-from pydantic import ValidationError
 
 from shared.events import ConsentChanged, Purpose
+from shared.topic_view import TopicFollower
 from shared.topics import CONSENT
 
 log = structlog.get_logger(__name__)
@@ -64,10 +62,20 @@ class KafkaConsentView(ConsentState):
         fetch_max_wait_ms: int = 500,
     ) -> None:
         super().__init__(consent_required=consent_required)
-        self._fetch_max_wait_ms = fetch_max_wait_ms
-        self._bootstrap = bootstrap_servers
-        self._client_id = client_id
         self._listeners: list[Listener] = []
+        self._follower = TopicFollower(
+            CONSENT,
+            self._on_event,
+            bootstrap_servers=bootstrap_servers,
+            client_id=client_id,
+            fetch_max_wait_ms=fetch_max_wait_ms,
+            on_ready=self._set_caught_up,
+        )
+
+    def _set_caught_up(self, ready: bool) -> None:
+        self.caught_up = ready
+        if ready:
+            log.info("consent_view_caught_up")
 
     def on_change(self, listener: Listener) -> None:
         """Call `listener` for every live change after catch-up (e.g. close episodes on revoke)."""
@@ -75,65 +83,18 @@ class KafkaConsentView(ConsentState):
 
     async def run(self) -> None:
         """Catch up to the end of consent.v1, mark ready, then follow it until cancelled."""
-        consumer = AIOKafkaConsumer(
-            bootstrap_servers=self._bootstrap,
-            client_id=self._client_id,
-            enable_auto_commit=False,
-            group_id=None,
-            fetch_max_wait_ms=self._fetch_max_wait_ms,
-        )
-        await consumer.start()
-        try:
-            partitions = await self._assign_all(consumer)
-            targets = await consumer.end_offsets(partitions)
-            await self._catch_up(consumer, targets)
-            self.caught_up = True
-            log.info("consent_view_caught_up", partitions=len(partitions))
-            while True:
-                batch = await consumer.getmany(timeout_ms=1000)
-                for records in batch.values():
-                    for record in records:
-                        await self._apply_record(record.value, live=True)
-        finally:
-            self.caught_up = False
-            await consumer.stop()
+        await self._follower.run()
 
-    async def _assign_all(self, consumer: AIOKafkaConsumer) -> list[TopicPartition]:
-        while not (ids := consumer.partitions_for_topic(CONSENT.name)):
-            await consumer.topics()  # refreshes metadata: the topic may be being created
-            await asyncio.sleep(0.2)
-        partitions = [TopicPartition(CONSENT.name, p) for p in sorted(ids)]
-        consumer.assign(partitions)
-        await consumer.seek_to_beginning(*partitions)
-        return partitions
-
-    async def _catch_up(
-        self, consumer: AIOKafkaConsumer, targets: dict[TopicPartition, int]
-    ) -> None:
-        pending = {tp for tp, end in targets.items() if end > 0}
-        while pending:
-            batch = await consumer.getmany(*pending, timeout_ms=500)
-            for records in batch.values():
-                for record in records:
-                    await self._apply_record(record.value, live=False)
-            for tp in list(pending):
-                if await consumer.position(tp) >= targets[tp]:
-                    pending.discard(tp)
-
-    async def _apply_record(self, raw: bytes | None, *, live: bool) -> None:
-        try:
-            event = CONSENT.decode(raw or b"")
-        except ValidationError:
-            log.warning("consent_event_undecodable")
-            return
+    async def _on_event(self, event: ConsentChanged, live: bool) -> None:
         changed = self.apply(event)
+        if not live:
+            return
         log.info(
             "consent_view_updated",
             patient_id=event.patient_id,
             purpose=event.purpose.value,
             active=event.purpose_active,
-            live=live,
         )
-        if live and changed:
+        if changed:
             for listener in self._listeners:
                 await listener(event)
