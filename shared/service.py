@@ -46,6 +46,11 @@ class ServiceKit:
         self.audit_sink = KafkaAuditSink(self.runtime.publisher)
         self._auth_http = httpx.AsyncClient(timeout=5.0)
         self._closers: list[Callable[[], Awaitable[None]]] = [self._auth_http.aclose]
+        self._startup: list[Callable[[], Awaitable[None]]] = []
+
+    def on_startup(self, step: Callable[[], Awaitable[None]]) -> None:
+        """Run `step` before the Kafka clients start (e.g. database migrations); failure aborts."""
+        self._startup.append(step)
 
     def close_on_shutdown(self, closer: Callable[[], Awaitable[None]]) -> None:
         """Run `closer` after the Kafka clients stopped (e.g. an HTTP client's aclose)."""
@@ -58,6 +63,8 @@ class ServiceKit:
 
         @asynccontextmanager
         async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+            for step in self._startup:
+                await step()
             await self.runtime.start()
             try:
                 yield

@@ -1,5 +1,5 @@
 """`make demo`: against a running `make run`, grant monitoring consent for a demo patient and post a
-heart rate of 130 /min, so the notifier prints a red alert.
+short sustained episode of 150 /min, so the notifier prints a red alert.
 
 Uses a dev token (DEV_AUTH=1, the same key as `make token`). Ports from INGEST_PORT / CONSENT_PORT.
 """
@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import sys
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import structlog
@@ -51,19 +51,25 @@ def ensure_consent(client: httpx.Client, consent_url: str) -> None:
     print(f"granted monitoring consent {grant.json()['id']} for {PATIENT}")
 
 
-def post_reading(client: httpx.Client, ingest_url: str) -> dict[str, object]:
-    """Post the red reading; retry briefly while the new consent reaches ingest."""
-    reading = {
-        "patient_id": PATIENT,
-        "metric": "heart_rate",
-        "value": 130,
-        "unit": "/min",
-        "measured_at": datetime.now(UTC).isoformat(),
-        "source": "demo",
-    }
+def post_episode(client: httpx.Client, ingest_url: str) -> dict[str, object]:
+    """Post a short sustained episode (150 /min at now-60 s, now-30 s, now): the rule set needs
+    >= 3 readings above 120 /min spanning >= 60 s before heart rate turns red. Retries briefly
+    while the new consent reaches ingest."""
+    now = datetime.now(UTC)
+    readings = [
+        {
+            "patient_id": PATIENT,
+            "metric": "heart_rate",
+            "value": 150,
+            "unit": "/min",
+            "measured_at": (now - timedelta(seconds=back)).isoformat(),
+            "source": "demo",
+        }
+        for back in (60, 30, 0)
+    ]
     deadline = time.monotonic() + 5
     while True:
-        response = client.post(f"{ingest_url}/v1/readings", json={"readings": [reading]})
+        response = client.post(f"{ingest_url}/v1/readings", json={"readings": readings})
         response.raise_for_status()
         body: dict[str, object] = response.json()
         if body["withheld_no_consent"] == 0 or time.monotonic() > deadline:
@@ -82,7 +88,7 @@ def main() -> int:
     headers = {"Authorization": f"Bearer {dev_token(settings)}"}
     with httpx.Client(headers=headers, timeout=10) as client:
         ensure_consent(client, consent)
-        print("POST /v1/readings ->", post_reading(client, ingest))
+        print("POST /v1/readings ->", post_episode(client, ingest))
     print("watch the notifier's output in the `make run` terminal for the red alert")
     return 0
 

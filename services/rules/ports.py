@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Protocol
 
-from services.rules.domain import MetricState
+from services.rules.domain import PatientState
 from shared.events import AlertEvent, Purpose
-from shared.vitals import Metric
 
 
 class AlertPublisher(Protocol):
@@ -18,16 +17,22 @@ class AlertPublisher(Protocol):
 
 
 class StateStore(Protocol):
-    """Per (patient, metric) rule state."""
+    """Durable per-patient rule state with a cache of the owned partitions' patients."""
 
-    async def load(self, patient_id: str, metric: Metric) -> MetricState | None:
+    async def load(self, patient_id: str) -> PatientState | None:
         """Return the stored state, or None for a patient not seen yet."""
 
-    async def save(self, patient_id: str, metric: Metric, state: MetricState) -> None:
-        """Store the state."""
+    async def save_many(self, items: Iterable[tuple[str, int, PatientState]]) -> None:
+        """Store (patient, partition, state) rows atomically."""
 
-    async def of_patient(self, patient_id: str) -> dict[Metric, MetricState]:
-        """Every metric state of one patient."""
+    def cached(self) -> dict[str, PatientState]:
+        """States of the patients this instance currently owns."""
+
+    def partition_of(self, patient_id: str) -> int | None:
+        """Partition a cached patient was last seen on."""
+
+    async def drop_partitions(self, partitions: set[int]) -> None:
+        """Forget cached states of revoked partitions."""
 
     async def forget(self, patient_id: str) -> int:
         """Delete everything about a patient; return how many states were removed."""
@@ -38,3 +43,6 @@ class ConsentView(Protocol):
 
     def allows(self, patient_id: str, purpose: Purpose) -> bool:
         """Return True when processing is allowed for the purpose."""
+
+    def tenant_of(self, patient_id: str) -> str | None:
+        """Return the tenant the patient belongs to, when known."""

@@ -12,3 +12,14 @@ class RulesSettings(ServiceSettings):
 
     rules_port: int = Field(8002, ge=1, le=65535)
     rules_group_id: str = "rules"
+    rules_file: str | None = Field(
+        None, description="YAML rule set; the versioned file shipped with the service if unset."
+    )
+    rules_database_url: str = Field(
+        "sqlite:///.data/rules.db",
+        description="Rule state and per-patient thresholds: sqlite:/// or postgresql://.",
+    )
+    rules_database_schema: str | None = Field(None, description="PostgreSQL schema to use.")
+    rules_gap_check_interval_s: float = Field(
+        5.0, gt=0, description="How often silent patients with an open episode are checked."
+    )

@@ -54,7 +54,9 @@ async def system(
         **auth_settings(idp),
     }
     ingest = create_ingest(IngestSettings(**common))
-    rules = create_rules(RulesSettings(**common))
+    rules = create_rules(
+        RulesSettings(**common, rules_database_url=f"sqlite:///{tmp_path}/rules.db")
+    )
     notifier = create_notifier(
         NotifierSettings(
             **common,
@@ -87,16 +89,20 @@ async def eventually(check: Callable[[], Any], timeout: float) -> Any:
 async def post_hr(
     s: System, patient: str, value: float, at: datetime, tenant: str = "tenant-a"
 ) -> dict[str, Any]:
-    reading = {
-        "patient_id": patient,
-        "metric": "heart_rate",
-        "value": value,
-        "unit": "/min",
-        "measured_at": at.isoformat(),
-        "source": "test",
-    }
+    """Post a sustained episode: three readings over the 60 s the heart-rate rule needs."""
+    readings = [
+        {
+            "patient_id": patient,
+            "metric": "heart_rate",
+            "value": value,
+            "unit": "/min",
+            "measured_at": (at - timedelta(seconds=back)).isoformat(),
+            "source": "test",
+        }
+        for back in (60, 30, 0)
+    ]
     async with httpx.AsyncClient(headers=s.headers("readings:write", tenant)) as client:
-        response = await client.post(f"{s.ingest}/v1/readings", json={"readings": [reading]})
+        response = await client.post(f"{s.ingest}/v1/readings", json={"readings": readings})
     assert response.status_code == 202, response.text
     body: dict[str, Any] = response.json()
     return body
@@ -140,7 +146,7 @@ async def test_revocation_stops_processing_everywhere(
 ) -> None:
     t0 = datetime.now(UTC) - timedelta(minutes=1)
     async with system(broker, idp, fake_slack, tmp_path) as s:
-        assert (await post_hr(s, "pt-flow-1", 150, t0))["withheld_no_consent"] == 1
+        assert (await post_hr(s, "pt-flow-1", 150, t0))["withheld_no_consent"] == 3
         consent_id = await grant(s, "pt-flow-1")
         await eventually(lambda: _accepted(s, "pt-flow-1", t0 + timedelta(seconds=1)), timeout=5)
         assert await asyncio.to_thread(
@@ -173,7 +179,7 @@ async def _accepted(s: System, patient: str, at: datetime) -> bool:
 
 
 async def _withheld(s: System, patient: str, at: datetime) -> bool:
-    return (await post_hr(s, patient, 160, at))["withheld_no_consent"] == 1
+    return (await post_hr(s, patient, 160, at))["withheld_no_consent"] == 3
 
 
 async def _actions(client: httpx.AsyncClient, s: System, patient: str) -> set[str] | None:
@@ -191,7 +197,7 @@ async def test_export_and_erasure_reach_every_service(
         await eventually(lambda: _accepted_normal(s, "pt-flow-2", at), timeout=5)
         # Another tenant cannot feed readings into this patient's stream.
         foreign = await post_hr(s, "pt-flow-2", 80, at + timedelta(seconds=1), tenant="tenant-b")
-        assert foreign["withheld_no_consent"] == 1
+        assert foreign["withheld_no_consent"] == 3
         async with httpx.AsyncClient(headers=s.headers()) as client:
             export = await eventually(lambda: _export_with_state(client, s, "pt-flow-2"), 5)
             assert [c["purpose"] for c in export["consent"]["consents"]] == ["monitoring"]
@@ -208,7 +214,7 @@ async def test_export_and_erasure_reach_every_service(
             assert set(status["services"]) == {"ingest", "rules", "notifier", "consent"}
             assert status["services"]["rules"]["detail"] == "deleted 1 rule state(s)"
             after = (await client.get(f"{s.consent}/v1/patients/pt-flow-2/export")).json()
-        assert after["rules"] == {"rule_state": {}}
+        assert after["rules"] == {"rule_state": {}, "thresholds": None}
 
 
 async def _accepted_normal(s: System, patient: str, at: datetime) -> bool:

@@ -9,7 +9,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -67,6 +67,7 @@ def make_run(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], dict[str, 
         "KAFKA_SESSION_TIMEOUT_MS": "2000",
         "KAFKA_HEARTBEAT_INTERVAL_MS": "300",
         "DATABASE_URL": f"sqlite:///{tmp_path}/consent.db",
+        "RULES_DATABASE_URL": f"sqlite:///{tmp_path}/rules.db",
         "DEV_AUTH_KEY_FILE": key_file,
         "AUDIT_SIGNING_KEY_FILE": str(tmp_path / "audit.key"),
         **{f"{name.upper()}_PORT": str(ports[name]) for name in SERVICES},
@@ -128,20 +129,24 @@ def test_make_run_shows_a_red_alert_and_stops_cleanly_on_ctrl_c(
             while not ready(client, ports[name]):
                 assert time.monotonic() < deadline, f"{name} not ready"
                 time.sleep(0.1)
-        reading = {
-            "patient_id": "pt-make-run",
-            "metric": "heart_rate",
-            "value": 130,
-            "unit": "/min",
-            "measured_at": datetime.now(UTC).isoformat(),
-            "source": "demo",
-        }
+        now = datetime.now(UTC)
+        episode = [  # sustained: three readings above 120 /min over 60 s
+            {
+                "patient_id": "pt-make-run",
+                "metric": "heart_rate",
+                "value": 130,
+                "unit": "/min",
+                "measured_at": (now - timedelta(seconds=back)).isoformat(),
+                "source": "demo",
+            }
+            for back in (60, 30, 0)
+        ]
         grant_monitoring(client, ports["consent"], "pt-make-run")
         # The grant reaches ingest through consent.v1; until then the reading is withheld.
         while "ingest" not in wait_line(lines, "consent_view_updated", seen, timeout=5):
             pass
         response = client.post(
-            f"http://127.0.0.1:{ports['ingest']}/v1/readings", json={"readings": [reading]}
+            f"http://127.0.0.1:{ports['ingest']}/v1/readings", json={"readings": episode}
         )
     assert response.status_code == 202
     alert = wait_line(lines, "[ALERT", seen, timeout=5)

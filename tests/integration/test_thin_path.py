@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import tempfile
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -54,7 +55,9 @@ async def pipeline(broker: str, slack: FakeSlack) -> AsyncIterator[Pipeline]:
         **auth_settings(IDP),
     }
     ingest = create_ingest(IngestSettings(**common))
-    rules = create_rules(RulesSettings(**common))
+    rules = create_rules(
+        RulesSettings(**common, rules_database_url=f"sqlite:///{tempfile.mkdtemp()}/rules.db")
+    )
     notifier = create_notifier(
         NotifierSettings(
             **common,
@@ -79,24 +82,37 @@ def hr(patient: str, value: float, at: datetime, unit: str = "/min") -> dict[str
     }
 
 
+def sustained(patient: str, value: float, end: datetime) -> list[dict[str, object]]:
+    """Three readings over 60 s: what the default rule set needs before heart rate turns red."""
+    return [hr(patient, value, end - timedelta(seconds=s)) for s in (60, 30, 0)]
+
+
 async def post(url: str, *readings: dict[str, object]) -> httpx.Response:
     async with httpx.AsyncClient(headers=bearer(IDP, "readings:write")) as client:
         return await client.post(f"{url}/v1/readings", json={"readings": list(readings)})
 
 
-async def consumed_alert_events(notifier_url: str) -> float:
-    """How many alerts.v1 messages the notifier has finished handling (from its /metrics)."""
+async def consumed(url: str, topic: str) -> float:
+    """How many messages of a topic a service has finished handling (from its /metrics)."""
     async with httpx.AsyncClient() as client:
-        text = (await client.get(f"{notifier_url}/metrics")).text
+        text = (await client.get(f"{url}/metrics")).text
     for line in text.splitlines():
-        if line.startswith('kafka_messages_consumed_total{topic="alerts.v1"}'):
+        if line.startswith(f'kafka_messages_consumed_total{{topic="{topic}"}}'):
             return float(line.rsplit(" ", 1)[1])
     return 0.0
 
 
 async def wait_consumed(notifier_url: str, count: int, timeout: float = 5.0) -> None:
+    """Wait until the notifier handled `count` alert events."""
     async with asyncio.timeout(timeout):
-        while await consumed_alert_events(notifier_url) < count:
+        while await consumed(notifier_url, "alerts.v1") < count:
+            await asyncio.sleep(0.02)
+
+
+async def wait_consumed_readings(rules_url: str, count: int, timeout: float = 5.0) -> None:
+    """Wait until the rules service handled `count` readings."""
+    async with asyncio.timeout(timeout):
+        while await consumed(rules_url, "readings.v1") < count:
             await asyncio.sleep(0.02)
 
 
@@ -119,7 +135,13 @@ async def red_then_normal(broker: str, fake_slack: FakeSlack) -> None:
     """Post 130 /min: exactly one Slack call within 5 s; then 80 /min: no new red alert."""
     now = datetime.now(UTC)
     async with pipeline(broker, fake_slack) as p:
-        response = await post(p.ingest, hr("pt-int-001", 130, now - timedelta(seconds=2)))
+        # A lone spike pages nobody...
+        response = await post(p.ingest, hr("pt-int-001", 130, now - timedelta(seconds=120)))
+        assert response.status_code == 202, response.text
+        await wait_consumed_readings(p.rules, 1)
+        assert fake_slack.calls_mentioning("pt-int-001") == []
+        # ...a sustained episode does.
+        response = await post(p.ingest, *sustained("pt-int-001", 130, now - timedelta(seconds=2)))
         assert response.status_code == 202, response.text
 
         def one_for_patient(_: object) -> bool:
@@ -133,9 +155,8 @@ async def red_then_normal(broker: str, fake_slack: FakeSlack) -> None:
 
         response = await post(p.ingest, hr("pt-int-001", 80, now - timedelta(seconds=1)))
         assert response.status_code == 202
-        # opened + resolved have both been handled by the notifier...
-        await wait_consumed(p.notifier, 2)
-        # ...and the normal reading added no red alert.
+        await wait_consumed_readings(p.rules, 5)
+        # The normal reading added no red alert (hysteresis keeps the episode open meanwhile).
         assert len(fake_slack.calls_mentioning("pt-int-001")) == 1
         assert fake_slack.rejected == []
 
@@ -172,17 +193,17 @@ async def test_accepted_reading_is_on_the_topic_in_canonical_form(
 
 
 async def test_the_same_sample_twice_pages_once(broker: str, fake_slack: FakeSlack) -> None:
-    sample = hr("pt-int-003", 140, datetime.now(UTC) - timedelta(seconds=5))
+    samples = sustained("pt-int-003", 140, datetime.now(UTC) - timedelta(seconds=5))
     async with pipeline(broker, fake_slack) as p:
-        first = await post(p.ingest, sample)
-        second = await post(p.ingest, sample)  # a vendor retry
+        first = await post(p.ingest, *samples)
+        second = await post(p.ingest, *samples)  # a vendor retry
         assert first.json()["reading_ids"] == second.json()["reading_ids"]
         assert await asyncio.to_thread(
             fake_slack.wait_for, lambda c: len(fake_slack.calls_mentioning("pt-int-003")) >= 1, 5.0
         )
         await wait_consumed(p.notifier, 1)
         # A later, different patient's alert proves the pipeline moved past the duplicate.
-        await post(p.ingest, hr("pt-int-004", 150, datetime.now(UTC)))
+        await post(p.ingest, *sustained("pt-int-004", 150, datetime.now(UTC)))
         assert await asyncio.to_thread(
             fake_slack.wait_for, lambda c: len(fake_slack.calls_mentioning("pt-int-004")) == 1, 5.0
         )
@@ -200,7 +221,7 @@ async def test_undecodable_message_is_dead_lettered_and_the_consumer_moves_on(
             meta = await producer.send_and_wait(READINGS.name, garbage, key=b"pt-int-005")
         finally:
             await producer.stop()
-        await post(p.ingest, hr("pt-int-005", 135, datetime.now(UTC)))
+        await post(p.ingest, *sustained("pt-int-005", 135, datetime.now(UTC)))
         assert await asyncio.to_thread(
             fake_slack.wait_for, lambda c: len(fake_slack.calls_mentioning("pt-int-005")) == 1, 5.0
         )
@@ -215,7 +236,7 @@ async def test_undecodable_message_is_dead_lettered_and_the_consumer_moves_on(
 async def test_redelivered_alert_event_is_sent_once(broker: str, fake_slack: FakeSlack) -> None:
     now = datetime.now(UTC)
     async with pipeline(broker, fake_slack) as p:
-        await post(p.ingest, hr("pt-int-006", 125, now))
+        await post(p.ingest, *sustained("pt-int-006", 125, now))
         assert await asyncio.to_thread(
             fake_slack.wait_for, lambda c: len(fake_slack.calls_mentioning("pt-int-006")) == 1, 5.0
         )

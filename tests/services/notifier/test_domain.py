@@ -8,8 +8,8 @@ from datetime import UTC, datetime
 import pytest
 
 from services.notifier.domain import should_page, slack_message
-from services.rules.domain import HEART_RATE_HIGH
 from shared.events import AlertEvent, AlertKind, Severity, TriggerReading
+from tests.services.notifier.rules import HEART_RATE_HIGH
 
 AT = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 

@@ -9,11 +9,11 @@ import pytest
 from services.notifier.adapters.dedup import RecentEventIds
 from services.notifier.errors import PermanentDeliveryError
 from services.notifier.handlers import on_alert_event
-from services.rules.domain import HEART_RATE_HIGH
 from shared.consent_view import ConsentState
 from shared.consumer import MessageContext
 from shared.events import AlertEvent, AlertKind, ConsentChanged, Purpose, Severity, TriggerReading
 from shared.kafka import UnprocessableEventError
+from tests.services.notifier.rules import HEART_RATE_HIGH
 
 AT = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 CTX = MessageContext(topic="alerts.v1", partition=0, offset=0, key=b"pt-1")

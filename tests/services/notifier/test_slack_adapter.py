@@ -10,9 +10,9 @@ import pytest
 
 from services.notifier.adapters.slack import SlackChatSender
 from services.notifier.errors import PermanentDeliveryError, TransientDeliveryError
-from services.rules.domain import HEART_RATE_HIGH
 from shared.events import AlertEvent, AlertKind, Severity, TriggerReading
 from tests.fakes.slack import FakeSlack
+from tests.services.notifier.rules import HEART_RATE_HIGH
 
 AT = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 EVENT = AlertEvent(
