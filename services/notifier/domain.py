@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from shared.events import AlertEvent, AlertKind, Severity
@@ -22,31 +23,42 @@ def should_page(event: AlertEvent) -> bool:
     )
 
 
+def _what(event: AlertEvent) -> tuple[str, str, datetime]:
+    """Title, value text and time of an event: one metric's last reading, the contributing
+    readings of a composite (NEWS2), or the rule alone for events without readings (no data)."""
+    readings = event.readings
+    if not readings:
+        return event.rule.description, "no reading", event.occurred_at
+    metrics = {r.metric for r in readings}
+    if len(metrics) == 1:
+        last = readings[-1]
+        return CATALOG[last.metric].display, f"{last.value:g} {last.unit}", last.measured_at
+    values = ", ".join(f"{CATALOG[r.metric].display} {r.value:g} {r.unit}" for r in readings)
+    return event.rule.description, values, max(r.measured_at for r in readings)
+
+
 def summary_text(event: AlertEvent) -> str:
-    """One-line text (Slack fallback and console): severity, metric, value, threshold, patient."""
-    reading = event.readings[-1]
-    spec = CATALOG[reading.metric]
+    """One-line text (Slack fallback and console): severity, what, value, threshold, patient."""
+    title, value, at = _what(event)
     return (
-        f"{event.severity.value.upper()} alert {event.kind.value}: {spec.display} "
-        f"{reading.value:g} {reading.unit} ({event.rule.threshold}) "
-        f"at {reading.measured_at:%Y-%m-%d %H:%M:%S}Z, patient {event.patient_id}"
+        f"{event.severity.value.upper()} alert {event.kind.value}: {title} "
+        f"{value} ({event.rule.threshold}) at {at:%Y-%m-%d %H:%M:%S}Z, patient {event.patient_id}"
     )
 
 
 def slack_message(event: AlertEvent, *, channel: str, dashboard_url: str) -> dict[str, Any]:
     """Build the chat.postMessage body (Block Kit). Pseudonymous id only, no contact data."""
     colour, emoji = SEVERITY_STYLE[event.severity]
-    reading = event.readings[-1]
-    spec = CATALOG[reading.metric]
+    title, value, at = _what(event)
     fields = [
         ("Patient", f"`{event.patient_id}`"),
-        ("Metric", spec.display),
-        ("Value", f"{reading.value:g} {reading.unit}"),
+        ("Metric", title),
+        ("Value", value),
         ("Rule", f"{event.rule.threshold} ({event.rule.rule_id} v{event.rule.version})"),
         (
             "Measured",
-            f"<!date^{int(reading.measured_at.timestamp())}^{{date_short_pretty}} "
-            f"{{time_secs}}|{reading.measured_at:%Y-%m-%d %H:%M:%S} UTC>",
+            f"<!date^{int(at.timestamp())}^{{date_short_pretty}} "
+            f"{{time_secs}}|{at:%Y-%m-%d %H:%M:%S} UTC>",
         ),
         ("Alert", f"`{event.alert_id}`"),
     ]
@@ -58,7 +70,7 @@ def slack_message(event: AlertEvent, *, channel: str, dashboard_url: str) -> dic
                 "type": "header",
                 "text": {
                     "type": "plain_text",
-                    "text": f"{emoji} {event.severity.value.upper()}: {spec.display}",
+                    "text": f"{emoji} {event.severity.value.upper()}: {title}",
                     "emoji": True,
                 },
             },

@@ -57,3 +57,20 @@ def test_slack_message_has_severity_metric_value_threshold_time_patient_and_link
         assert fragment in dumped
     assert body["attachments"][0]["color"] == "#D32F2F"
     assert [b["type"] for b in body["blocks"]] == ["header", "section", "context"]
+
+
+def test_events_without_readings_or_with_several_metrics_still_render() -> None:
+    no_data = event(AlertKind.OPENED, Severity.YELLOW).model_copy(update={"readings": ()})
+    assert "no reading" in slack_message(no_data, channel="#c", dashboard_url="http://d/")["text"]
+    composite = event(AlertKind.OPENED, Severity.RED).model_copy(
+        update={
+            "readings": (
+                TriggerReading(
+                    reading_id="a", metric="heart_rate", value=131, unit="/min", measured_at=AT
+                ),
+                TriggerReading(reading_id="b", metric="spo2", value=90, unit="%", measured_at=AT),
+            )
+        }
+    )
+    text = slack_message(composite, channel="#c", dashboard_url="http://d/")["text"]
+    assert "Heart rate 131 /min" in text and "Oxygen saturation (SpO2) 90 %" in text
