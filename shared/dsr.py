@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-import structlog
 from fastapi import APIRouter, Depends, Path, Request
 
-from shared.audit import AuditActor, AuditRecorded, AuditSink
-from shared.auth import Principal, require_scopes
+from shared.audit import AuditRecorded, AuditSink
+from shared.auth import Principal, caller_record, require_scopes
 from shared.consent_view import ConsentState
 from shared.http import ApiError
 
@@ -51,21 +49,12 @@ def export_router(
 
 
 def _record(service: str, actor: Principal, patient_id: str, allowed: bool) -> AuditRecorded:
-    return AuditRecorded(
-        event_id=str(uuid.uuid4()),
-        occurred_at=datetime.now(UTC),
+    return caller_record(
+        actor,
         service=service,
-        actor=AuditActor(
-            type="user",
-            id=actor.sub,
-            client_id=actor.client_id,
-            tenant_id=actor.tenant_id,
-            jti=actor.jti,
-        ),
         action="dsr.export" if allowed else "authz.denied",
-        patient_id=patient_id,
-        tenant_id=actor.tenant_id,
+        at=datetime.now(UTC),
         outcome="success" if allowed else "denied",
+        patient_id=patient_id,
         reason=None if allowed else "patient_not_in_tenant",
-        request_id=structlog.contextvars.get_contextvars().get("request_id"),
     )

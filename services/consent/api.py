@@ -5,7 +5,6 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-import structlog
 from fastapi import APIRouter, Depends, Path, Query, Request
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
@@ -134,11 +133,9 @@ class UnprocessableError(ApiError):
 def context(request: Request, actor: Principal) -> Context:
     """Build the handler context for this request."""
     state = request.app.state
-    request_id = structlog.contextvars.get_contextvars().get("request_id")
     return Context(
         actor=actor,
         now=datetime.now(UTC),
-        request_id=request_id,
         store=state.store,
         audit=state.audit_log,
         outbox=state.relay,

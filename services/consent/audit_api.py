@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-import structlog
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel
 
 from services.consent.audit_chain import ChainedEntry, VerificationReport
-from shared.audit import AuditActor, AuditRecorded
-from shared.auth import Principal, require_scopes
+from shared.audit import AuditRecorded
+from shared.auth import Principal, caller_record, require_scopes
 
 AuditReader = Annotated[Principal, Depends(require_scopes("audit:read"))]
 
@@ -25,22 +23,8 @@ class AuditPage(BaseModel):
 
 
 def _read_record(actor: Principal, action: str, patient_id: str | None) -> AuditRecorded:
-    return AuditRecorded(
-        event_id=str(uuid.uuid4()),
-        occurred_at=datetime.now(UTC),
-        service="consent",
-        actor=AuditActor(
-            type="user",
-            id=actor.sub,
-            client_id=actor.client_id,
-            tenant_id=actor.tenant_id,
-            jti=actor.jti,
-        ),
-        action=action,
-        patient_id=patient_id,
-        tenant_id=actor.tenant_id,
-        outcome="success",
-        request_id=structlog.contextvars.get_contextvars().get("request_id"),
+    return caller_record(
+        actor, service="consent", action=action, at=datetime.now(UTC), patient_id=patient_id
     )
 
 

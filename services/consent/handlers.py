@@ -20,8 +20,8 @@ from services.consent.domain import (
 )
 from services.consent.errors import ConsentNotFoundError, InvalidConsentError, PatientNotFoundError
 from services.consent.ports import AuditLog, Notifier
-from shared.audit import AuditActor, AuditRecorded
-from shared.auth import Principal
+from shared.audit import AuditRecorded, Outcome
+from shared.auth import Principal, caller_record
 from shared.events import Purpose
 from shared.ids import derive_id
 from shared.topics import CONSENT
@@ -50,7 +50,6 @@ class Context:
 
     actor: Principal
     now: datetime
-    request_id: str | None
     store: SqlConsentStore
     audit: AuditLog
     outbox: Notifier
@@ -61,7 +60,7 @@ def audit_record(
     *,
     action: str,
     patient_id: str,
-    outcome: str = "success",
+    outcome: Outcome = "success",
     purpose: str | None = None,
     legal_basis: str | None = None,
     reason: str | None = None,
@@ -69,23 +68,18 @@ def audit_record(
     details: dict[str, str] | None = None,
 ) -> AuditRecorded:
     """Build an audit record for an action of the caller."""
-    a = ctx.actor
-    return AuditRecorded(
-        event_id=event_id or str(uuid.uuid4()),
-        occurred_at=ctx.now,
+    return caller_record(
+        ctx.actor,
         service=SERVICE,
-        actor=AuditActor(
-            type="user", id=a.sub, client_id=a.client_id, tenant_id=a.tenant_id, jti=a.jti
-        ),
         action=action,
+        at=ctx.now,
+        outcome=outcome,
         patient_id=patient_id,
-        tenant_id=a.tenant_id,
         purpose=purpose,
         legal_basis=legal_basis,
-        outcome=outcome,  # type: ignore[arg-type]
         reason=reason,
-        request_id=ctx.request_id,
-        details=details or {},
+        details=details,
+        event_id=event_id,
     )
 
 

@@ -130,7 +130,6 @@ def build_router() -> APIRouter:
                 result.withheld,
                 sink=state.audit_sink,
                 caller=caller,
-                request_id=structlog.contextvars.get_contextvars().get("request_id"),
             )
         return JSONResponse(
             ReadingsAccepted(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -12,8 +11,8 @@ import structlog
 from services.ingest.domain import SubmittedReading, normalize
 from services.ingest.errors import ConsentUnknownError, InvalidReadingError
 from services.ingest.ports import ConsentView, ReadingPublisher
-from shared.audit import AuditActor, AuditRecorded, AuditSink
-from shared.auth import Principal
+from shared.audit import AuditSink
+from shared.auth import Principal, caller_record
 from shared.kafka import PublishFailedError
 
 log = structlog.get_logger(__name__)
@@ -101,31 +100,20 @@ def _verdict(patient_id: str, consent: ConsentView, tenant_id: str) -> Withheld 
     return None
 
 
-async def audit_withheld(
-    withheld: list[Withheld], *, sink: AuditSink, caller: Principal, request_id: str | None
-) -> None:
+async def audit_withheld(withheld: list[Withheld], *, sink: AuditSink, caller: Principal) -> None:
     """Record, per patient, that readings were dropped and why (best effort: logged on failure)."""
     now = datetime.now(UTC)
-    actor = AuditActor(
-        type="service",
-        id=caller.sub,
-        client_id=caller.client_id,
-        tenant_id=caller.tenant_id,
-        jti=caller.jti,
-    )
     for w in withheld:
-        record = AuditRecorded(
-            event_id=str(uuid.uuid4()),
-            occurred_at=now,
+        record = caller_record(
+            caller,
             service="ingest",
-            actor=actor,
             action="reading.dropped",
-            patient_id=w.patient_id,
-            tenant_id=w.tenant_id or caller.tenant_id,
-            purpose="monitoring",
+            at=now,
             outcome="denied",
+            patient_id=w.patient_id,
+            tenant_id=w.tenant_id,
+            purpose="monitoring",
             reason=w.reason,
-            request_id=request_id,
         )
         try:
             await sink.record(record)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from datetime import datetime
 from typing import Any
 
@@ -12,8 +11,8 @@ from services.rules.adapters.thresholds_store import SqlThresholdsStore, StoredT
 from services.rules.domain import PatientThresholds, parse_patient_thresholds
 from services.rules.errors import RulesError
 from services.rules.handlers import RulesEngine
-from shared.audit import AuditActor, AuditRecorded, AuditSink
-from shared.auth import Principal
+from shared.audit import AuditRecorded, AuditSink, Outcome
+from shared.auth import Principal, caller_record
 from shared.events import ThresholdsChanged
 
 log = structlog.get_logger(__name__)
@@ -123,25 +122,16 @@ async def remove_thresholds(
 
 
 def _record(
-    actor: Principal, action: str, patient_id: str, at: datetime, outcome: str, **details: str
+    actor: Principal, action: str, patient_id: str, at: datetime, outcome: Outcome, **details: str
 ) -> AuditRecorded:
-    return AuditRecorded(
-        event_id=str(uuid.uuid4()),
-        occurred_at=at,
+    return caller_record(
+        actor,
         service="rules",
-        actor=AuditActor(
-            type="user",
-            id=actor.sub,
-            client_id=actor.client_id,
-            tenant_id=actor.tenant_id,
-            jti=actor.jti,
-        ),
         action=action,
-        patient_id=patient_id,
-        tenant_id=actor.tenant_id,
-        purpose="monitoring",
+        at=at,
         outcome=outcome,
+        patient_id=patient_id,
+        purpose="monitoring",
         reason="patient_not_in_tenant" if outcome == "denied" else None,
-        request_id=structlog.contextvars.get_contextvars().get("request_id"),
         details=details,
     )

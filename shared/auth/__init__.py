@@ -11,6 +11,7 @@ from shared.auth.errors import (
     TokenInQueryError,
 )
 from shared.auth.jwks import ALLOWED_ALGS, JwksCache
+from shared.auth.records import actor_of, caller_record
 from shared.auth.tokens import Principal, TokenValidator, build_token_validator
 
 __all__ = [
@@ -25,6 +26,8 @@ __all__ = [
     "Principal",
     "TokenInQueryError",
     "TokenValidator",
+    "actor_of",
     "build_token_validator",
+    "caller_record",
     "require_scopes",
 ]

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 import structlog
 from fastapi import Request
 
-from shared.audit import AuditActor, AuditRecorded
+from shared.audit import AuditRecorded
 from shared.auth.errors import (
     AuthNotConfiguredError,
     DuplicateAuthorizationError,
@@ -19,6 +19,7 @@ from shared.auth.errors import (
     MissingTokenError,
     TokenInQueryError,
 )
+from shared.auth.records import actor_of
 from shared.auth.tokens import Principal, TokenValidator
 from shared.http import ApiError
 
@@ -108,24 +109,11 @@ def _denial_record(
         event_id=str(uuid.uuid4()),
         occurred_at=datetime.now(UTC),
         service=str(getattr(request.app.state, "service_name", None) or request.app.title),
-        actor=_actor(principal),
+        actor=actor_of(principal),
         action="authz.denied",
         tenant_id=principal.tenant_id if principal else None,
         outcome="denied",
         reason=_reason(exc)[:500],
         request_id=structlog.contextvars.get_contextvars().get("request_id"),
         details={"method": request.method, "route": route, "status": str(exc.status)},
-    )
-
-
-def _actor(principal: Principal | None) -> AuditActor:
-    """The validated caller, or anonymous when the token could not be validated."""
-    if principal is None:
-        return AuditActor(type="anonymous", id="anonymous")
-    return AuditActor(
-        type="service" if principal.sub == principal.client_id else "user",
-        id=principal.sub,
-        client_id=principal.client_id,
-        tenant_id=principal.tenant_id,
-        jti=principal.jti,
     )

@@ -185,15 +185,18 @@ def compile_rule(
     red, yellow = (bands.red, bands.yellow) if bands is not None else (rule.red, rule.yellow)
     low, high = innermost(red, yellow)
     margin = rule.clear.margin
-    red_hi = _exclusive(red.high if red else None, high=True)
-    red_lo = _exclusive(red.low if red else None, high=False)
+    red_hi = _exclusive(red.high if red is not None else None, high=True)
+    red_lo = _exclusive(red.low if red is not None else None, high=False)
+    # Without a yellow cut on a side, yellow there starts where red does.
+    yellow_high = yellow.high if yellow is not None else None
+    yellow_low = yellow.low if yellow is not None else None
     return CompiledRule(
         metric=metric,
         unit=rule.unit,
         red_hi=red_hi,
         red_lo=red_lo,
-        yellow_hi=_exclusive(yellow.high, high=True) if yellow and yellow.high else red_hi,
-        yellow_lo=_exclusive(yellow.low, high=False) if yellow and yellow.low else red_lo,
+        yellow_hi=_exclusive(yellow_high, high=True) if yellow_high is not None else red_hi,
+        yellow_lo=_exclusive(yellow_low, high=False) if yellow_low is not None else red_lo,
         clear_hi=_exclusive(high, high=True, shift=margin),
         clear_lo=_exclusive(low, high=False, shift=margin),
         policy=policy(rule.sustain, rule.clear, rule.data_gap_seconds or gap_seconds),
@@ -221,13 +224,16 @@ def _metric_refs(
     # A missing band borrows its neighbour's ref: same severity other side, else the other severity.
     yl, yh, rl, rh = refs
     filled = (
-        yl or yh or rl or rh,
-        yh or yl or rh or rl,
-        rl or rh or yl or yh,
-        rh or rl or yh or yl,
+        _first(yl, yh, rl, rh),
+        _first(yh, yl, rh, rl),
+        _first(rl, rh, yl, yh),
+        _first(rh, rl, yh, yl),
     )
-    final = tuple(ref for ref in filled if ref is not None)
-    return (final[3], *final)
+    return (filled[3], *filled)
+
+
+def _first(*refs: RuleRef | None) -> RuleRef:
+    return next(ref for ref in refs if ref is not None)  # a rule has at least one band
 
 
 def _compile_news2(rule: News2Rule, version: str, gap_seconds: float) -> CompiledNews2:

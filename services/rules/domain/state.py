@@ -105,7 +105,11 @@ class PatientState:
 
     def to_json(self) -> str:
         """Encode as compact JSON (format version STATE_FORMAT)."""
-        tracks = {m.value: _track_row(t) for m, t in zip(METRICS, self.tracks, strict=True) if t}
+        tracks = {
+            m.value: _track_row(t)
+            for m, t in zip(METRICS, self.tracks, strict=True)
+            if t is not None
+        }
         document = {
             "v": STATE_FORMAT,
             "patient": self.patient_id,

@@ -27,10 +27,12 @@ def advance(prev: TrackState | None, *, t: int, level: int, clear: bool, policy:
     else:
         ys, yn, rs, rn = prev.y_since, prev.y_n, prev.r_since, prev.r_n
         cs, cn = prev.c_since, prev.c_n
-    # Counts stop at what the policy needs, so they stay small shared ints.
+    # Counts stop at what the policy needs, so they stay small shared ints. Clearing matters only
+    # while an episode is open, so a green patient's track holds no clear run at all.
+    clearing = clear and prev is not None and prev.episode is not None
     ys, yn = ((ys, min(yn + 1, policy.sustain_n)) if yn else (t, 1)) if level >= 1 else (0, 0)
     rs, rn = ((rs, min(rn + 1, policy.sustain_n)) if rn else (t, 1)) if level >= 2 else (0, 0)
-    cs, cn = ((cs, min(cn + 1, policy.clear_n)) if cn else (t, 1)) if clear else (0, 0)
+    cs, cn = ((cs, min(cn + 1, policy.clear_n)) if cn else (t, 1)) if clearing else (0, 0)
     return Runs(ys, yn, rs, rn, cs, cn)
 
 
