@@ -93,6 +93,8 @@ class _CommitOnRevoke(ConsumerRebalanceListener):  # type: ignore[misc]
 
     async def on_partitions_assigned(self, assigned: Any) -> None:
         log.info("kafka_partitions_assigned", partitions=sorted(tp.partition for tp in assigned))
+        if self._owner.on_assigned is not None:
+            await self._owner.on_assigned({tp.partition for tp in assigned})
 
 
 class KafkaEventConsumer(Generic[E]):
@@ -109,6 +111,7 @@ class KafkaEventConsumer(Generic[E]):
         handler: Handler[E] | None = None,
         batch_handler: BatchHandler[E] | None = None,
         on_revoked: PartitionsHook | None = None,
+        on_assigned: PartitionsHook | None = None,
         group_id: str,
         service: str,
         bootstrap_servers: str,
@@ -125,6 +128,7 @@ class KafkaEventConsumer(Generic[E]):
         self._handler = handler
         self._batch_handler = batch_handler
         self.on_revoked = on_revoked
+        self.on_assigned = on_assigned
         self._group_id = group_id
         self._service = service
         self._bootstrap = bootstrap_servers

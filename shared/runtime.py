@@ -62,10 +62,18 @@ class KafkaRuntime:
         *,
         group_id: str,
         on_revoked: PartitionsHook | None = None,
+        on_assigned: PartitionsHook | None = None,
     ) -> None:
-        """Register a consumer handing each partition's poll batch to `handler` at once."""
+        """Register a consumer handing each partition's poll batch to `handler` at once; the
+        hooks run inside the rebalance, before any message of the new assignment is fetched."""
         self._consumers.append(
-            self._consumer(topic, group_id, batch_handler=handler, on_revoked=on_revoked)
+            self._consumer(
+                topic,
+                group_id,
+                batch_handler=handler,
+                on_revoked=on_revoked,
+                on_assigned=on_assigned,
+            )
         )
 
     def _consumer(self, topic: Topic[E], group_id: str, **handling: Any) -> KafkaEventConsumer[E]:

@@ -107,4 +107,5 @@ def _wire(
         partial(on_readings, engine=engine),
         group_id=settings.rules_group_id,
         on_revoked=store.drop_partitions,
+        on_assigned=store.load_partitions,
     )

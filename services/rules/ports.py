@@ -31,6 +31,9 @@ class StateStore(Protocol):
     def partition_of(self, patient_id: str) -> int | None:
         """Partition a cached patient was last seen on."""
 
+    async def load_partitions(self, partitions: set[int]) -> None:
+        """Restore the states of newly assigned partitions."""
+
     async def drop_partitions(self, partitions: set[int]) -> None:
         """Forget cached states of revoked partitions."""
 

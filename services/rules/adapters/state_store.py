@@ -86,6 +86,19 @@ class SqlStateStore(Generic[S]):
         hit = self._cache.get(patient_id)
         return None if hit is None else hit[0]
 
+    async def load_partitions(self, partitions: set[int]) -> None:
+        """Restore the states of newly assigned partitions (so silent patients are gap-checked)."""
+        if not partitions:
+            return
+        async with self._engine.connect() as conn:
+            rows = await conn.execute(
+                select(
+                    patient_states.c.patient_id, patient_states.c.partition, patient_states.c.state
+                ).where(patient_states.c.partition.in_(partitions))
+            )
+            for row in rows:
+                self._cache[row.patient_id] = (row.partition, self._decode(row.state))
+
     async def drop_partitions(self, partitions: set[int]) -> None:
         """Forget cached states of revoked partitions (the database keeps them)."""
         for patient in [p for p, (part, _) in self._cache.items() if part in partitions]:

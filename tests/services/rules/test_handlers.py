@@ -159,3 +159,13 @@ async def test_erasure_forgets_only_that_patient(db: object) -> None:
     assert await erase_patient("pt-1", engine=engine) == "deleted 1 rule state(s)"
     assert await engine_on(db).store.load("pt-1") is None
     assert await engine_on(db).store.load("pt-2") is not None
+
+
+async def test_after_a_restart_silent_patients_of_assigned_partitions_are_still_gap_checked(
+    db: object,
+) -> None:
+    before = engine_on(db, "pt-1")
+    await on_readings([hr(150, 0), hr(150, 30), hr(150, 60)], engine=before)
+    after = engine_on(db, "pt-1")  # restarted: empty cache, the patient sends nothing more
+    await after.store.load_partitions({3})
+    assert await check_data_gaps(after, now=T0 + timedelta(hours=1)) == 1
