@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 export PATH := $(abspath $(BIN)):$(PATH)
 
 .DEFAULT_GOAL := help
-.PHONY: help venv run test test-unit test-integration lint typecheck schemas schemas-check bench demo token clean
+.PHONY: help venv run test test-unit test-integration lint typecheck schemas schemas-check bench bench-rules demo token clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -52,7 +52,10 @@ bench: $(STAMP) ## End-to-end benchmark: ingest -> Kafka -> rules -> notifier ->
 	  (apt-get update -qq && apt-get install -y -qq wrk >/dev/null) || echo "could not install wrk" >&2; }
 	$(BIN)/python -m tools.bench $(BENCH_ARGS)
 
-demo: $(STAMP) ## Against a running `make run`: grant consent for a demo patient, post HR 130
+bench-rules: $(STAMP) ## Rules engine on synthetic patient-days: sensitivity, delay, false alerts, readings/s, memory
+	$(BIN)/python -m tools.bench_rules $(BENCH_RULES_ARGS)
+
+demo: $(STAMP) ## Against a running `make run`: grant consent, post a sustained 150 /min episode
 	@$(DEV_ENV); $(BIN)/python -m tools.demo
 
 token: $(STAMP) ## Print a dev access token (DEV_AUTH setups only): make token SCOPES="readings:write admin"

@@ -2,7 +2,8 @@
 
 Starts a fake identity provider, the embedded broker, a fake Slack and ingest, rules and notifier
 as real subprocesses (CONSENT_REQUIRED=false), all on loopback, then:
-  A. posts N red readings (one per patient) and times each from its 202 to the fake Slack receipt;
+  A. posts N sustained red episodes (one request of 3 readings per patient) and times each from
+     its 202 to the fake Slack receipt;
   B. runs the same wrk command against ingest and against a bare uvicorn app (the ceiling).
 Then a second stack, with the consent service and CONSENT_REQUIRED=true:
   C. grants and revokes monitoring consent for K patients, one at a time, and times each revoke's
@@ -53,10 +54,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--readings", type=int, default=2000, help="phase A readings (2000)")
+    parser.add_argument(
+        "--episodes", type=int, default=2000, help="phase A episodes, 3 readings each (2000)"
+    )
     parser.add_argument("--concurrency", type=int, default=32, help="phase A in-flight POSTs (32)")
     parser.add_argument(
-        "--rate", type=float, default=0.0, help="phase A readings/s; 0 = unpaced (default)"
+        "--rate", type=float, default=0.0, help="phase A episodes/s; 0 = unpaced (default)"
     )
     parser.add_argument("--wrk-threads", type=int, default=2, help="wrk -t (2)")
     parser.add_argument("--wrk-connections", type=int, default=32, help="wrk -c (32)")
@@ -65,14 +68,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--revocations", type=int, default=50, help="phase C patients (50); 0 skips phase C"
     )
     parser.add_argument(
-        "--quick", action="store_true", help="smoke run: 200 readings, wrk for 3 s, 10 revocations"
+        "--quick", action="store_true", help="smoke run: 200 episodes, wrk for 3 s, 10 revocations"
     )
     args = parser.parse_args(argv)
     if args.quick:
-        args.readings, args.wrk_duration = min(args.readings, 200), min(args.wrk_duration, 3)
+        args.episodes, args.wrk_duration = min(args.episodes, 200), min(args.wrk_duration, 3)
         args.revocations = min(args.revocations, 10)
-    if min(args.readings, args.concurrency, args.wrk_duration) < 1 or args.rate < 0:
-        parser.error("--readings, --concurrency, --wrk-duration must be positive, --rate >= 0")
+    if min(args.episodes, args.concurrency, args.wrk_duration) < 1 or args.rate < 0:
+        parser.error("--episodes, --concurrency, --wrk-duration must be positive, --rate >= 0")
     if args.revocations < 0:
         parser.error("--revocations must be >= 0")
     return args
@@ -105,7 +108,7 @@ def phases_a_b(
     wrk = WrkSettings(args.wrk_threads, args.wrk_connections, args.wrk_duration)
     with running_stack(work_dir, StackOptions(auth.env())) as stack:
         print(f"stack ready (broker {stack.bootstrap}); phase A ...", file=sys.stderr, flush=True)
-        load = Load(args.readings, args.concurrency, args.rate)
+        load = Load(args.episodes, args.concurrency, args.rate)
         e2e = run_e2e(stack.ingest_url, stack.slack, run_id, load, auth.headers(READINGS_WRITE))
         handlers = handler_stats(stack.services.values())
         print("phase B: wrk against ceiling, then ingest ...", file=sys.stderr, flush=True)

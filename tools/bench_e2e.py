@@ -1,8 +1,10 @@
-"""Phase A: readings posted over HTTP, timed from their 202 to the fake Slack's receipt.
+"""Phase A: sustained episodes posted over HTTP, timed from their 202 to the fake Slack's receipt.
 
-Every reading is a red heart rate (130 /min > 120) for its own patient, so each must produce
-exactly one chat.postMessage mentioning that patient. Times on both ends are this process's
-time.perf_counter(): the client stamps the 202, the in-process fake Slack stamps the arrival.
+Every request is one patient's sustained red episode: three heart rates of 130 /min (> 120)
+measured at now-60 s, now-30 s and now, what the rule set needs before heart rate turns red
+(>= 3 readings spanning >= 60 s). Each must produce exactly one chat.postMessage mentioning that
+patient. Times on both ends are this process's time.perf_counter(): the client stamps the 202,
+the in-process fake Slack stamps the arrival.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import re
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -21,12 +23,15 @@ import httpx
 from tests.fakes.slack import FakeSlack, SlackCall
 
 RED_HEART_RATE = 130.0
+EPISODE_OFFSETS_S = (60, 30, 0)  # seconds before now: 3 readings spanning 60 s (the HR sustain)
+EPISODE_READINGS = len(EPISODE_OFFSETS_S)
 POST_TIMEOUT_S = 10.0
 SLACK_WAIT_S = 60.0
 
 
-def reading_body(patient_id: str, value: float) -> dict[str, Any]:
-    """POST /v1/readings body with one heart-rate sample measured now."""
+def episode_body(patient_id: str, value: float) -> dict[str, Any]:
+    """POST /v1/readings body: one sustained heart-rate episode (now-60 s, now-30 s, now)."""
+    now = datetime.now(UTC)
     return {
         "readings": [
             {
@@ -34,18 +39,20 @@ def reading_body(patient_id: str, value: float) -> dict[str, Any]:
                 "metric": "heart_rate",
                 "value": value,
                 "unit": "/min",
-                "measured_at": datetime.now(UTC).isoformat(),
+                "measured_at": (now - timedelta(seconds=back)).isoformat(),
                 "source": "bench",
             }
+            for back in EPISODE_OFFSETS_S
         ]
     }
 
 
 @dataclass(frozen=True)
 class Load:
-    """What phase A sends: how many readings, how many in flight, at what pace (0: unpaced)."""
+    """What phase A sends: how many episodes (one request each), how many in flight, at what pace
+    in episodes/s (0: unpaced)."""
 
-    readings: int
+    episodes: int
     concurrency: int
     rate: float = 0.0
 
@@ -103,7 +110,7 @@ class E2ERun:
 async def _post_one(client: httpx.AsyncClient, patient_id: str, outcome: PostOutcome) -> None:
     started = time.perf_counter()
     try:
-        response = await client.post("/v1/readings", json=reading_body(patient_id, RED_HEART_RATE))
+        response = await client.post("/v1/readings", json=episode_body(patient_id, RED_HEART_RATE))
     except httpx.HTTPError as exc:
         outcome.failures[type(exc).__name__] += 1
         return
@@ -122,9 +129,9 @@ async def post_all(
     headers: dict[str, str],
     rate: float = 0.0,
 ) -> PostOutcome:
-    """POST one reading per patient with at most `concurrency` requests in flight.
+    """POST one episode per patient with at most `concurrency` requests in flight.
 
-    With rate > 0, reading i is not sent before i / rate seconds after the start (pacing, so
+    With rate > 0, episode i is not sent before i / rate seconds after the start (pacing, so
     latency can be read at a given load); with 0, as fast as the concurrency allows.
     Each worker owns a one-connection client: one client shared by many in-flight requests
     spends most of its CPU in its connection pool (about 3x at 32), and this process needs the
@@ -150,27 +157,27 @@ async def post_all(
 
 
 def warm_up(url: str, slack: FakeSlack, patient_id: str, headers: dict[str, str]) -> float:
-    """One red reading through the whole pipeline (consumer groups join, connections open).
+    """One red episode through the whole pipeline (consumer groups join, connections open).
 
     Returns its 202 → Slack latency in seconds; raises if it never arrives.
     """
     tracker = AlertTracker(re.compile(re.escape(patient_id)))
     outcome = asyncio.run(post_all(url, [patient_id], 1, headers))
     if patient_id not in outcome.accepted_at:
-        raise RuntimeError(f"warm-up reading not accepted: {dict(outcome.failures)}")
+        raise RuntimeError(f"warm-up episode not accepted: {dict(outcome.failures)}")
     if not slack.wait_for(lambda calls: tracker.scan(calls) >= 1, timeout=SLACK_WAIT_S):
         raise RuntimeError(f"warm-up alert did not reach the fake Slack within {SLACK_WAIT_S}s")
     return tracker.first_at[patient_id] - outcome.accepted_at[patient_id]
 
 
 def run_e2e(url: str, slack: FakeSlack, run_id: str, load: Load, headers: dict[str, str]) -> E2ERun:
-    """Warm up, post the red readings, wait (bounded) until every alert reached Slack.
+    """Warm up, post the red episodes, wait (bounded) until every alert reached Slack.
 
     `headers` carries the bearer token (scope readings:write) every POST sends.
     """
     warmup_s = warm_up(url, slack, f"bench-{run_id}-warmup", headers)
     prefix = f"bench-{run_id}-"
-    patient_ids = [f"{prefix}{i}" for i in range(load.readings)]
+    patient_ids = [f"{prefix}{i}" for i in range(load.episodes)]
     posted = asyncio.run(post_all(url, patient_ids, load.concurrency, headers, load.rate))
     tracker = AlertTracker(re.compile(re.escape(prefix) + r"\d+(?!\d)"))
     expected = len(posted.accepted_at)

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from tools.bench_e2e import E2ERun
+from tools.bench_e2e import EPISODE_READINGS, E2ERun
 from tools.bench_revoke import RevokeRun
 from tools.bench_stack import REPO_ROOT, HandlerStat
 from tools.bench_wrk import WrkResult
@@ -62,19 +62,19 @@ def _uncommitted() -> str:
     return f" (uncommitted changes to the code under test: {', '.join(sorted(others))})"
 
 
-def machine_info(wrk_version: str) -> list[tuple[str, str]]:
-    """What the figures were measured on."""
+def machine_info(wrk_version: str | None) -> list[tuple[str, str]]:
+    """What the figures were measured on (the wrk line only when a version is given)."""
     commit = _run("git", "rev-parse", "--short", "HEAD") or "?"
     dirty = _uncommitted()
-    return [
+    facts = [
         ("date (UTC)", datetime.now(UTC).strftime("%Y-%m-%d %H:%M")),
         ("git commit", commit + dirty),
         ("nproc", _run("nproc") or str(os.cpu_count())),
         ("CPU", _cpu_model()),
         ("memory", _meminfo_gib()),
         ("python", f"{platform.python_version()} ({platform.platform()})"),
-        ("wrk", wrk_version),
     ]
+    return facts if wrk_version is None else [*facts, ("wrk", wrk_version)]
 
 
 def _ms(seconds: float) -> str:
@@ -92,36 +92,43 @@ def render_e2e(run: E2ERun) -> list[str]:
     failures = ", ".join(f"{k}: {v}" for k, v in posted.failures.items()) or "none"
     e2e = run.e2e_latency_s()
     load = run.load
-    pace = f"paced at {load.rate:g}/s" if load.rate > 0 else "unpaced"
+    pace = f"paced at {load.rate:g} episodes/s" if load.rate > 0 else "unpaced"
+    accepted = len(posted.accepted_at)
     return [
-        f"### Phase A: end to end ({load.readings} readings, concurrency {load.concurrency}, "
-        f"{pace})",
+        f"### Phase A: end to end ({load.episodes} sustained episodes of {EPISODE_READINGS} "
+        f"readings, one request each, concurrency {load.concurrency}, {pace})",
         "",
-        f"- accepted: {len(posted.accepted_at)}/{load.readings} (failures: {failures})",
-        f"- accepted readings/s: {len(posted.accepted_at) / posted.wall_s:.0f} "
+        f"- accepted: {accepted}/{load.episodes} episodes (failures: {failures})",
+        f"- accepted episodes/s: {accepted / posted.wall_s:.0f}, readings/s: "
+        f"{accepted * EPISODE_READINGS / posted.wall_s:.0f} "
         f"(posting wall time {posted.wall_s:.2f} s)",
         f"- Slack calls: {len(run.tracker.first_at)} patients paged of "
         f"{len(posted.accepted_at)} expected"
         f"{'' if run.all_arrived else ' (NOT all arrived within the wait)'}; "
         f"duplicates (patients paged more than once, by end of run): {run.tracker.duplicates}",
         f"- warm-up (first alert, consumer groups just joined): {_ms(run.warmup_s)}",
+        "- latency below: from the episode request's 202 to the Slack call naming its patient",
         "",
         "| latency | p50 | p90 | p99 | max |",
         "| --- | --- | --- | --- | --- |",
         _latency_row("202 → fake Slack receipt", e2e),
-        _latency_row("POST /v1/readings (client side)", posted.post_latency_s),
+        _latency_row("POST /v1/readings, 3 readings (client side)", posted.post_latency_s),
     ]
 
 
 def render_handlers(stats: Sequence[HandlerStat]) -> list[str]:
-    """Consumer handler times after phase A (each consumer handles its messages one by one)."""
+    """Consumer handler times after phase A (each consumer runs its handler calls one by one)."""
     lines = [
-        "| consumer (after phase A) | messages | mean handler time | serial ceiling |",
-        "| --- | --- | --- | --- |",
+        "| consumer (after phase A) | messages | handler calls | mean per call | per message "
+        "| serial ceiling |",
+        "| --- | --- | --- | --- | --- | --- |",
     ]
     for s in stats:
         ceiling = f"{1000 / s.mean_ms:.0f} msg/s" if s.mean_ms else "n/a"
-        lines.append(f"| {s.service} ← {s.topic} | {s.messages} | {s.mean_ms:.2f} ms | {ceiling} |")
+        lines.append(
+            f"| {s.service} ← {s.topic} | {s.messages} | {s.calls} | {s.mean_call_ms:.2f} ms "
+            f"| {s.mean_ms:.2f} ms | {ceiling} |"
+        )
     return lines
 
 
@@ -171,7 +178,7 @@ def _revocation_summary(run: RevokeRun) -> list[str]:
         f"- Slack pages for these patients: {len(pages.first_at) if pages else 0} patients paged "
         f"(at most the {opened} with an episode); paged more than once: "
         f"{pages.duplicates if pages else 0}",
-        f"- POSTs per revoke until withheld: mean {sum(probes) / max(1, len(probes)):.1f}, "
+        f"- POSTs (one episode each) per revoke until withheld: mean {sum(probes) / max(1, len(probes)):.1f}, "
         f"max {max(probes, default=0)}; warm-up patient (not in the figures): {warmup}",
         f"- ingest part of the requirement (p99 < {_ms(REVOKE_TARGET_S)}): {verdict} "
         f"(p99 {_ms(p99)})",
@@ -188,7 +195,7 @@ def render_revocations(run: RevokeRun) -> list[str]:
         "",
         "| latency | p50 | p90 | p99 | max |",
         "| --- | --- | --- | --- | --- |",
-        _latency_row("revoke 200 → ingest withholds the next reading", run.enforcement_s()),
+        _latency_row("revoke 200 → ingest withholds the next episode", run.enforcement_s()),
         _latency_row(
             "revoke 200 → rules' resolved (consent_revoked), bench receive time",
             run.resolve_s(record_time=False),
@@ -197,8 +204,8 @@ def render_revocations(run: RevokeRun) -> list[str]:
             "revoke 200 → same event, its record timestamp (rules' producer clock)",
             run.resolve_s(record_time=True),
         ),
-        _latency_row("grant 201 → ingest accepts the next reading", run.grant_to_accept_s),
-        _latency_row("POST /v1/readings while probing (resolution)", run.probe_s()),
+        _latency_row("grant 201 → ingest accepts the next episode", run.grant_to_accept_s),
+        _latency_row("POST /v1/readings, 3 readings, while probing (resolution)", run.probe_s()),
         _latency_row("POST …/revoke (client side)", [r.revoke_request_s for r in run.revocations]),
     ]
 

@@ -1,10 +1,12 @@
 """Phase C: revocation enforcement latency, on a stack with CONSENT_REQUIRED=true.
 
-One patient at a time: grant monitoring consent, post red readings until ingest accepts one
-(withheld_no_consent == 0), wait until rules' `opened` event for it is on alerts.v1, revoke, then
-post the patient's red readings back to back (each POST starts when the previous one answered)
-until ingest answers withheld_no_consent == 1, and wait for rules' `resolved` event with reason
-`consent_revoked`. Every time is this process's time.perf_counter(), read when the response (or
+Every POST of this phase carries one sustained red episode (three heart rates of 130 /min at
+now-60 s, now-30 s and now: the rule set's heart-rate sustain), and ingest counts
+withheld_no_consent per reading, so a withheld episode answers 3. One patient at a time: grant
+monitoring consent, post episodes until ingest accepts one (withheld_no_consent == 0), wait until
+rules' `opened` event for it is on alerts.v1, revoke, then post the patient's episodes back to back
+(each POST starts when the previous one answered) until ingest answers withheld_no_consent == 3,
+and wait for rules' `resolved` event with reason `consent_revoked`. Every time is this process's time.perf_counter(), read when the response (or
 the alerts.v1 record) was received; the resolve is also timed by its record timestamp (rules'
 producer clock, ms) against time.time() at the revoke's 200.
 """
@@ -25,7 +27,7 @@ from pydantic import ValidationError
 from shared.events import AlertKind
 from shared.topics import ALERTS
 from tools.bench_auth import CONSENT_ADMIN, READINGS_WRITE, BenchAuth
-from tools.bench_e2e import RED_HEART_RATE, AlertTracker, reading_body
+from tools.bench_e2e import EPISODE_READINGS, RED_HEART_RATE, AlertTracker, episode_body
 from tools.bench_stack import FETCH_MAX_WAIT_MS, Stack
 
 TIMEOUT_S = 10.0  # for one acceptance, one enforcement, one alert to show up
@@ -89,7 +91,7 @@ class Revocation:
     revoked_at: float
     revoked_wall: float
     revoke_request_s: float
-    enforced_at: float | None  # first POST answered withheld_no_consent == 1
+    enforced_at: float | None  # first POST answered withheld_no_consent == 3 (whole episode)
     probe_s: tuple[float, ...]  # each POST /v1/readings after the revoke
 
 
@@ -107,7 +109,7 @@ class RevokeRun:
     pages: AlertTracker | None = None  # the fake Slack's calls naming these patients
 
     def enforcement_s(self) -> list[float]:
-        """Revoke 200 → ingest withholds the patient's next reading."""
+        """Revoke 200 → ingest withholds the patient's next episode."""
         return [r.enforced_at - r.revoked_at for r in self.revocations if r.enforced_at]
 
     def resolve_s(self, *, record_time: bool) -> list[float]:
@@ -137,11 +139,11 @@ class Clients:
     consent_auth: dict[str, str]
 
 
-async def post_reading(clients: Clients, patient_id: str) -> int:
-    """POST one red reading; return withheld_no_consent (raise on anything but 202)."""
+async def post_episode(clients: Clients, patient_id: str) -> int:
+    """POST one sustained red episode; return withheld_no_consent (raise on anything but 202)."""
     response = await clients.ingest.post(
         "/v1/readings",
-        json=reading_body(patient_id, RED_HEART_RATE),
+        json=episode_body(patient_id, RED_HEART_RATE),
         headers=clients.readings_auth,
     )
     if response.status_code != 202:
@@ -160,7 +162,7 @@ async def post_until(
     deadline = time.perf_counter() + TIMEOUT_S
     while time.perf_counter() < deadline:
         started = time.perf_counter()
-        answer = await post_reading(clients, patient_id)
+        answer = await post_episode(clients, patient_id)
         done = time.perf_counter()
         durations.append(done - started)
         if answer == withheld:
@@ -195,10 +197,10 @@ async def revoke(clients: Clients, patient_id: str, consent_id: str) -> tuple[fl
 
 
 async def open_episode(clients: Clients, run: RevokeRun, patient_id: str) -> str:
-    """Grant, wait until ingest accepts a red reading and rules' `opened` is on alerts.v1.
+    """Grant, wait until ingest accepts a red episode and rules' `opened` is on alerts.v1.
 
-    Rules reads consent.v1 on its own: if its view lagged behind ingest's, it skipped the reading,
-    so another red reading is posted (up to 3 in all) before giving up on the episode.
+    Rules reads consent.v1 on its own: if its view lagged behind ingest's, it skipped the
+    episode's readings, so another episode is posted (up to 3 in all) before giving up.
     Returns the consent id.
     """
     consent_id, granted_at = await grant(clients, patient_id)
@@ -210,7 +212,7 @@ async def open_episode(clients: Clients, run: RevokeRun, patient_id: str) -> str
         if await run.watch.wait_for(run.watch.opened, patient_id, TIMEOUT_S / 3):
             run.opened_before_revoke.add(patient_id)
             return consent_id
-        await post_reading(clients, patient_id)
+        await post_episode(clients, patient_id)
     run.failures["no opened event before revoke"] += 1
     return consent_id
 
@@ -220,7 +222,7 @@ async def revoke_and_probe(
 ) -> None:
     """Revoke, probe ingest until it withholds, then wait (bounded) for the resolve."""
     revoked_at, wall, request_s = await revoke(clients, patient_id, consent_id)
-    enforced_at, probes = await post_until(clients, patient_id, withheld=1)
+    enforced_at, probes = await post_until(clients, patient_id, withheld=EPISODE_READINGS)
     run.revocations.append(
         Revocation(patient_id, revoked_at, wall, request_s, enforced_at, tuple(probes))
     )

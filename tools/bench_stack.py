@@ -1,7 +1,8 @@
 """The benchmark's system under test: embedded broker, fake Slack, services as real subprocesses.
 
-The services trust the bench's fake identity provider (StackOptions.auth_env); the consent service
-(phase C only) keeps its SQLite database in the run's temporary directory.
+The services trust the bench's fake identity provider (StackOptions.auth_env); rules keeps its
+state (RULES_DATABASE_URL) and the consent service (phase C only) its database in SQLite files in
+the stack's temporary directory, never in the repository's .data/.
 
 Everything listens on 127.0.0.1, every wait has a deadline, and `running_stack()` stops what it
 started (services, then broker, then fake Slack) on any exit, Ctrl-C included.
@@ -35,6 +36,7 @@ STOP_TIMEOUT_S = 15.0
 POLL_INTERVAL_S = 0.1
 FETCH_MAX_WAIT_MS = 20
 HANDLE_METRIC = "kafka_message_handle_seconds"
+CONSUMED_METRIC = "kafka_messages_consumed"
 
 
 class StackError(RuntimeError):
@@ -95,41 +97,67 @@ class Stack:
 
 @dataclass(frozen=True)
 class HandlerStat:
-    """Time one consumer spent in its handler (it handles its messages one after another)."""
+    """Time one consumer spent in its handler (it handles its calls one after another).
+
+    A per-message consumer (notifier) makes one call per message; a batch consumer (rules) one
+    call per partition poll batch, so `calls` < `messages` there.
+    """
 
     service: str
     topic: str
+    calls: int
     messages: int
     total_s: float
 
     @property
+    def mean_call_ms(self) -> float:
+        """Mean time of one handler call (one message, or one poll batch)."""
+        return self.total_s / self.calls * 1000 if self.calls else 0.0
+
+    @property
     def mean_ms(self) -> float:
-        """Mean handler time per message; 1000 / mean_ms is that consumer's ceiling in msg/s."""
+        """Handler time per message; 1000 / mean_ms is that consumer's ceiling in msg/s."""
         return self.total_s / self.messages * 1000 if self.messages else 0.0
 
 
+def _samples(text: str, family_name: str) -> dict[tuple[str, str], float]:
+    """{(sample name, topic): value} of one metric family in a Prometheus text page."""
+    return {
+        (sample.name, sample.labels["topic"]): sample.value
+        for family in text_string_to_metric_families(text)
+        if family.name == family_name
+        for sample in family.samples
+        if "topic" in sample.labels
+    }
+
+
 def handler_stats(processes: Iterable[Process]) -> list[HandlerStat]:
-    """Read kafka_message_handle_seconds (sum and count per topic) from each /metrics."""
+    """Read kafka_message_handle_seconds (sum, count) and kafka_messages_consumed per topic."""
     stats: list[HandlerStat] = []
     with httpx.Client(timeout=5.0) as client:
         for process in processes:
             text = client.get(f"{process.url}/metrics").text
-            for family in text_string_to_metric_families(text):
-                if family.name != HANDLE_METRIC:
-                    continue
-                found = {(s.name, s.labels["topic"]): s.value for s in family.samples}
-                stats += [
-                    HandlerStat(process.name, topic, int(n), found[(f"{HANDLE_METRIC}_sum", topic)])
-                    for (name, topic), n in found.items()
-                    if name == f"{HANDLE_METRIC}_count"
-                ]
+            handled = _samples(text, HANDLE_METRIC)
+            consumed = _samples(text, CONSUMED_METRIC)
+            stats += [
+                HandlerStat(
+                    process.name,
+                    topic,
+                    calls=int(n),
+                    messages=int(consumed.get((f"{CONSUMED_METRIC}_total", topic), n)),
+                    total_s=handled[(f"{HANDLE_METRIC}_sum", topic)],
+                )
+                for (name, topic), n in handled.items()
+                if name == f"{HANDLE_METRIC}_count"
+            ]
     return stats
 
 
 def service_env(
-    bootstrap: str, slack: FakeSlack, ports: dict[str, int], options: StackOptions
+    bootstrap: str, slack: FakeSlack, ports: dict[str, int], options: StackOptions, data_dir: Path
 ) -> dict[str, str]:
-    """Environment shared by the services: everything on loopback, quiet logs, fake IdP."""
+    """Environment shared by the services: everything on loopback, quiet logs, fake IdP, rules
+    state in <data_dir>/rules.db."""
     return {
         **os.environ,
         **options.auth_env,
@@ -144,6 +172,7 @@ def service_env(
         # Tansu answers a fetch only when its wait expires (as deploy/dev.env does for make run).
         "KAFKA_FETCH_MAX_WAIT_MS": str(FETCH_MAX_WAIT_MS),
         "BIND_HOST": "127.0.0.1",
+        "RULES_DATABASE_URL": f"sqlite:///{data_dir}/rules.db",
         # false: patients never seen on consent.v1 are processed (the consent lookup still runs),
         # so phases A/B need no grants; true for phase C, where every patient is granted first.
         "CONSENT_REQUIRED": "true" if options.consent_required else "false",
@@ -233,7 +262,7 @@ def running_stack(log_dir: Path, options: StackOptions) -> Iterator[Stack]:
         bootstrap = f"127.0.0.1:{broker_port}"
         names = (*SERVICES, "consent") if options.with_consent_service else SERVICES
         ports = {name: free_port() for name in names}
-        env = service_env(bootstrap, slack, ports, options)
+        env = service_env(bootstrap, slack, ports, options, log_dir)
         services = exits.enter_context(running_processes([]))
         for name in names:
             own_env = consent_env(env, log_dir) if name == "consent" else env
