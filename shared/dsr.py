@@ -6,22 +6,14 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path, Request
+from fastapi import APIRouter, Depends, Request
 
 from shared.audit import AuditRecorded, AuditSink
 from shared.auth import Principal, caller_record, require_scopes
 from shared.consent_view import ConsentState
-from shared.http import ApiError
+from shared.http import NotFoundError, PatientPath
 
-PatientPath = Annotated[str, Path(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$")]
 Collector = Callable[[str], Awaitable[dict[str, Any]]]
-
-
-class PatientNotFoundApiError(ApiError):
-    """Unknown patient, or another tenant's: the same answer for both."""
-
-    status = 404
-    code = "not_found"
 
 
 def export_router(
@@ -42,7 +34,7 @@ def export_router(
         allowed = consent.tenant_of(patient_id) == actor.tenant_id
         await audit.record(_record(service, actor, patient_id, allowed))
         if not allowed:
-            raise PatientNotFoundApiError("patient not found")
+            raise NotFoundError("patient not found")
         return {"service": service, "patient_id": patient_id, "data": await collect(patient_id)}
 
     return router

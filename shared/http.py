@@ -8,10 +8,10 @@ import time
 import uuid
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any
 
 import structlog
-from fastapi import APIRouter, FastAPI, Request, Response
+from fastapi import APIRouter, FastAPI, Path, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram, generate_latest
@@ -23,6 +23,12 @@ from shared.audit import AuditActor, AuditRecorded
 log = structlog.get_logger(__name__)
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+
+
+# Pseudonymous patient ids in paths and queries: strict ASCII, so fullwidth digits, zero-width or
+# bidi characters never reach a lookup (the same alphabet as shared.events.PatientId).
+PATIENT_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$"
+PatientPath = Annotated[str, Path(pattern=PATIENT_ID_PATTERN, description="Pseudonymous id")]
 
 
 class ApiError(Exception):
@@ -286,6 +292,13 @@ def build_app(
     app.add_middleware(RefusalAuditMiddleware, service=title.lower())
     app.add_middleware(RequestContextMiddleware, registry=registry)
     return app
+
+
+class NotFoundError(ApiError):
+    """Not found, or not the caller's (another tenant's patient gets the same answer)."""
+
+    status = 404
+    code = "not_found"
 
 
 class DuplicateKeyError(ApiError):

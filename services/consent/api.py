@@ -24,12 +24,14 @@ from services.consent.handlers import (
 )
 from shared.auth import Principal, require_scopes
 from shared.events import Purpose
-from shared.http import ApiError, reject_duplicate_keys, require_json
+from shared.http import (
+    ApiError,
+    NotFoundError,
+    PatientPath,
+    reject_duplicate_keys,
+    require_json,
+)
 
-# Strict ASCII: fullwidth digits, zero-width or bidi characters never reach a lookup (T19).
-PatientPath = Annotated[
-    str, Path(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$", description="Pseudonymous id")
-]
 ConsentPath = Annotated[str, Path(pattern=r"^[0-9a-f-]{36}$")]
 
 
@@ -118,11 +120,6 @@ class ConsentStatusOut(BaseModel):
     purpose: Purpose
     allowed: bool
     checked_at: datetime
-
-
-class NotFoundError(ApiError):
-    status = 404
-    code = "not_found"
 
 
 class UnprocessableError(ApiError):

@@ -11,6 +11,7 @@ from pydantic import BaseModel
 from services.consent.audit_chain import ChainedEntry, VerificationReport
 from shared.audit import AuditRecorded
 from shared.auth import Principal, caller_record, require_scopes
+from shared.http import PATIENT_ID_PATTERN
 
 AuditReader = Annotated[Principal, Depends(require_scopes("audit:read"))]
 
@@ -40,9 +41,7 @@ def build_audit_router() -> APIRouter:
     async def entries(
         request: Request,
         actor: AuditReader,
-        patient_id: Annotated[
-            str | None, Query(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$")
-        ] = None,
+        patient_id: Annotated[str | None, Query(pattern=PATIENT_ID_PATTERN)] = None,
         after_seq: Annotated[int, Query(ge=0)] = 0,
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     ) -> AuditPage:

@@ -7,11 +7,12 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Path, Request
 from fastapi.responses import JSONResponse
 
-from services.consent.api import ConsentOut, NotFoundError, PatientPath, context
+from services.consent.api import ConsentOut, context
 from services.consent.dsr import collect_export, erasure_status, request_erasure
 from services.consent.errors import PatientNotFoundError
 from services.consent.handlers import list_consents
 from shared.auth import Principal, require_scopes
+from shared.http import NotFoundError, PatientPath
 
 RequestPath = Annotated[str, Path(pattern=r"^[0-9a-f-]{36}$")]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path, Request, Response
+from fastapi import APIRouter, Depends, Request, Response
 from pydantic import BaseModel, ConfigDict
 
 from services.rules.domain import ThresholdError
@@ -16,9 +16,8 @@ from services.rules.thresholds import (
     set_thresholds,
 )
 from shared.auth import Principal, require_scopes
-from shared.http import ApiError, reject_duplicate_keys, require_json
+from shared.http import ApiError, NotFoundError, PatientPath, reject_duplicate_keys, require_json
 
-PatientPath = Annotated[str, Path(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$")]
 Writer = Annotated[Principal, Depends(require_scopes("thresholds:write"))]
 Reader = Annotated[Principal, Depends(require_scopes("thresholds:read"))]
 
@@ -37,11 +36,6 @@ class ThresholdsOut(BaseModel):
     bands: dict[str, Any]
     updated_at: datetime
     updated_by: str
-
-
-class NotFoundError(ApiError):
-    status = 404
-    code = "not_found"
 
 
 class InvalidThresholdsError(ApiError):
