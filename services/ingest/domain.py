@@ -22,14 +22,16 @@ class SubmittedReading:
     measured_at: datetime
     source: str
     source_id: str | None = None
+    vendor_user: str | None = None  # vendor account the sample came from (webhooks)
 
 
 def reading_id_for(sample: SubmittedReading) -> str:
-    """Derive the reading id: the same vendor sample always gets the same id."""
+    """Derive the reading id from (source, vendor user or patient, metric, time, vendor sample id):
+    the same vendor sample always gets the same id, whichever request carried it."""
     return derive_id(
         "reading",
         sample.source,
-        sample.patient_id,
+        sample.vendor_user or sample.patient_id,
         sample.metric.value,
         sample.measured_at.isoformat(),
         sample.source_id or "",

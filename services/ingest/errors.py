@@ -22,3 +22,11 @@ class BrokerUnavailableError(IngestError):
 
 class ConsentUnknownError(IngestError):
     """The consent view has not caught up: whether to process is unknown, so nothing is accepted."""
+
+
+class ConnectionExistsError(IngestError):
+    """The vendor account is already linked to a patient."""
+
+
+class TokenStorageUnavailableError(IngestError):
+    """Vendor tokens cannot be stored: no encryption key is configured."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -11,7 +12,7 @@ import structlog
 from services.ingest.domain import SubmittedReading, normalize
 from services.ingest.errors import ConsentUnknownError, InvalidReadingError
 from services.ingest.ports import ConsentView, ReadingPublisher
-from shared.audit import AuditSink
+from shared.audit import AuditActor, AuditRecorded, AuditSink
 from shared.auth import Principal, caller_record
 from shared.kafka import PublishFailedError
 
@@ -78,7 +79,7 @@ async def accept_readings(
     if not consent.ready:
         raise ConsentUnknownError("consent view not caught up")
     unique = list({r.reading_id: r for r in readings}.values())
-    verdicts = {p: _verdict(p, consent, tenant_id) for p in {r.patient_id for r in unique}}
+    verdicts = {p: withhold_verdict(p, consent, tenant_id) for p in {r.patient_id for r in unique}}
     allowed = [r for r in unique if verdicts[r.patient_id] is None]
     if allowed:
         await publisher.publish_readings(allowed)
@@ -90,8 +91,8 @@ async def accept_readings(
     )
 
 
-def _verdict(patient_id: str, consent: ConsentView, tenant_id: str) -> Withheld | None:
-    """None when the patient's readings may be published, else why not."""
+def withhold_verdict(patient_id: str, consent: ConsentView, tenant_id: str) -> Withheld | None:
+    """Return None when the patient's readings may be published, else why not."""
     owner = consent.tenant_of(patient_id)
     if owner is not None and owner != tenant_id:
         return Withheld(patient_id, owner, "patient_not_in_tenant")
@@ -121,11 +122,23 @@ async def audit_withheld(withheld: list[Withheld], *, sink: AuditSink, caller: P
             log.warning("audit_record_failed", action="reading.dropped")
 
 
-async def erase_patient(patient_id: str) -> str:
-    """Erasure: ingest stores nothing per patient yet (readings live only on readings.v1)."""
-    return "nothing stored per patient; readings.v1 retention applies"
-
-
-async def export_patient(patient_id: str) -> dict[str, object]:
-    """What ingest holds about a patient: no vendor connections yet."""
-    return {"connections": []}
+async def audit_vendor_withheld(withheld: list[Withheld], *, sink: AuditSink, vendor: str) -> None:
+    """Record, per patient, that a vendor's readings were dropped and why (best effort)."""
+    now = datetime.now(UTC)
+    for w in withheld:
+        record = AuditRecorded(
+            event_id=str(uuid.uuid4()),
+            occurred_at=now,
+            service="ingest",
+            actor=AuditActor(type="vendor", id=vendor),
+            action="reading.dropped",
+            patient_id=w.patient_id,
+            tenant_id=w.tenant_id,
+            purpose="monitoring",
+            outcome="denied",
+            reason=w.reason,
+        )
+        try:
+            await sink.record(record)
+        except PublishFailedError:
+            log.warning("audit_record_failed", action="reading.dropped")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
-from shared.events import Reading
+from shared.events import DeadLetter, Reading
 
 
 class ReadingPublisher(Protocol):
@@ -27,3 +27,10 @@ class ConsentView(Protocol):
 
     def tenant_of(self, patient_id: str) -> str | None:
         """Return the tenant the patient belongs to, when known."""
+
+
+class DeadLetterSink(Protocol):
+    """Durably records what could not be processed (deadletter.v1)."""
+
+    async def dead_letter(self, letters: Sequence[DeadLetter]) -> None:
+        """Publish; raise BrokerUnavailableError if the broker did not acknowledge."""

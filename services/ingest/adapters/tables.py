@@ -1,0 +1,30 @@
+"""Ingest service tables (SQLAlchemy Core); the Alembic scripts create them."""
+
+from __future__ import annotations
+
+from sqlalchemy import Column, Integer, MetaData, String, Table, Text, UniqueConstraint
+
+from shared.dbtypes import UtcDateTime
+
+metadata = MetaData()
+
+# A vendor account (Fitbit owner, Google health user, Garmin user, Apple device key) linked to a
+# pseudonymous patient. OAuth tokens are stored encrypted (Fernet); device keys only as SHA-256.
+connections = Table(
+    "ingest_connections",
+    metadata,
+    Column("connection_id", String(36), primary_key=True),
+    Column("vendor", String(32), nullable=False),
+    Column("vendor_user", String(128), nullable=False),
+    Column("patient_id", String(64), nullable=False, index=True),
+    Column("tenant_id", String(64), nullable=False, index=True),
+    Column("status", String(32), nullable=False),
+    Column("status_reason", String(256), nullable=True),
+    Column("utc_offset_minutes", Integer, nullable=True),
+    Column("tokens_encrypted", Text, nullable=True),
+    Column("device_key_hash", String(64), nullable=True),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+    Column("created_by", String(256), nullable=False),
+    UniqueConstraint("vendor", "vendor_user", name="uq_ingest_connections_vendor_user"),
+)

@@ -1,0 +1,1 @@
+"""Vendor wire formats: pure mapping from each vendor's payloads to VendorSamples (no I/O)."""
