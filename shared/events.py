@@ -163,6 +163,20 @@ class ThresholdsChanged(Event):
     changed_at: UtcDatetime
 
 
+class VendorNotification(Event):
+    """A vendor said data changed and must be pulled (Fitbit, Google Health, Garmin ping); carried
+    on vendor-notifications.v1 so the webhook can answer at once and the pull survives crashes."""
+
+    notification_id: str = Field(description="Deterministic from the notification's content.")
+    vendor: str
+    vendor_user: str = Field(max_length=128)
+    kind: str = Field(max_length=64, description="e.g. Fitbit collectionType, Garmin summary type.")
+    detail: dict[str, str] = Field(
+        default_factory=dict, description="What to pull: date, interval or callback URL."
+    )
+    received_at: UtcDatetime
+
+
 class DeadLetter(Event):
     """Something that could not be processed, with where it came from and why."""
 

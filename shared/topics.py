@@ -14,6 +14,7 @@ from shared.events import (
     Event,
     Reading,
     ThresholdsChanged,
+    VendorNotification,
 )
 
 E = TypeVar("E", bound=Event)
@@ -51,6 +52,9 @@ THRESHOLDS: Topic[ThresholdsChanged] = Topic(
     "thresholds.v1", ThresholdsChanged, key_field="patient_id"
 )
 AUDIT: Topic[AuditRecorded] = Topic("audit.v1", AuditRecorded, key_field="patient_id")
+VENDOR_NOTIFICATIONS: Topic[VendorNotification] = Topic(
+    "vendor-notifications.v1", VendorNotification, key_field="vendor_user"
+)
 
 ALL_TOPICS: tuple[Topic[Any], ...] = (
     READINGS,
@@ -60,4 +64,5 @@ ALL_TOPICS: tuple[Topic[Any], ...] = (
     THRESHOLDS,
     DEADLETTER,
     AUDIT,
+    VENDOR_NOTIFICATIONS,
 )

@@ -13,9 +13,13 @@ from pydantic import BaseModel, ConfigDict, Field
 from services.ingest.domain import SubmittedReading
 from services.ingest.errors import BrokerUnavailableError, ConsentUnknownError
 from services.ingest.handlers import BatchRejectedError, accept_readings, audit_withheld
+from services.ingest.vendors import fhir
+from services.ingest.vendors.common import PayloadError
+from services.ingest.vendors.wire import decode
+from services.ingest.webhook_support import BadRequestError, InvalidPayloadError
 from shared.auth import Principal, require_scopes
 from shared.events import PatientId, UtcDatetime
-from shared.http import ApiError, error_body, require_json
+from shared.http import ApiError, UnsupportedMediaTypeError, error_body, require_json
 from shared.vitals import Metric
 
 MAX_READINGS_PER_REQUEST = 1000
@@ -95,49 +99,97 @@ def build_router() -> APIRouter:
         request: Request,
         caller: Annotated[Principal, Depends(require_scopes("readings:write"))],
     ) -> JSONResponse:
-        state = request.app.state
         samples = [SubmittedReading(**r.model_dump()) for r in body.readings]
+        return await _submit(request, samples, caller, field_prefix="readings")
+
+    @router.post(
+        "/fhir/Observation",
+        status_code=202,
+        response_model=ReadingsAccepted,
+        summary="Submit a FHIR R4 vital-signs Observation or a Bundle of them (LOINC-coded)",
+        description="Patient from `subject.reference` (Patient/<pseudonymous id>); all-or-nothing.",
+        responses={
+            415: {"description": "Not application/fhir+json or application/json"},
+            422: {"description": "Not a vital-signs Observation we carry; the path is named"},
+        },
+    )
+    async def post_fhir(
+        request: Request,
+        caller: Annotated[Principal, Depends(require_scopes("readings:write"))],
+    ) -> JSONResponse:
+        ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if ctype not in ("application/fhir+json", "application/json"):
+            raise UnsupportedMediaTypeError(
+                f"content-type must be application/fhir+json, got {ctype or 'none'!r}"
+            )
         try:
-            result = await accept_readings(
-                samples,
-                received_at=datetime.now(UTC),
-                max_future_skew=timedelta(seconds=state.settings.ingest_max_future_skew_s),
-                publisher=state.publisher,
-                consent=state.consent,
-                tenant_id=caller.tenant_id,
-            )
-        except BatchRejectedError as exc:
-            details = [
-                {"field": f"readings[{r.index}].{r.field}", "message": r.message}
-                for r in exc.rejected
-            ]
-            summary = "; ".join(f"{d['field']}: {d['message']}" for d in details[:5])
-            return JSONResponse(error_body("invalid_reading", summary, details), status_code=422)
-        except ConsentUnknownError as exc:
-            raise ConsentLoadingError(
-                "readings not accepted: consent state is still loading, retry later",
-                headers={"Retry-After": "5"},
+            found = fhir.map_fhir(decode(await request.body()))
+        except PayloadError as exc:
+            if exc.message.startswith("is not valid JSON"):
+                raise BadRequestError(f"body {exc.message}") from exc
+            raise InvalidPayloadError(
+                f"{exc.field}: {exc.message}",
+                details=[{"field": exc.field, "message": exc.message}],
             ) from exc
-        except BrokerUnavailableError as exc:
-            raise ServiceUnavailableError(
-                "readings not accepted: the event broker is unavailable, retry later",
-                headers={"Retry-After": "5"},
-            ) from exc
-        state.metrics.accepted.inc(result.published)
-        if result.withheld_no_consent:
-            state.metrics.withheld.inc(result.withheld_no_consent)
-            await audit_withheld(
-                result.withheld,
-                sink=state.audit_sink,
-                caller=caller,
+        if not found:
+            raise InvalidPayloadError("the body holds no Observation we carry")
+        samples = [
+            SubmittedReading(
+                patient_id=f.patient_id,
+                metric=f.sample.metric,
+                value=f.sample.value,
+                unit=f.sample.unit,
+                measured_at=f.sample.measured_at,
+                source="fhir",
+                source_id=f.sample.source_id,
             )
-        return JSONResponse(
-            ReadingsAccepted(
-                accepted=len(result.reading_ids),
-                reading_ids=result.reading_ids,
-                withheld_no_consent=result.withheld_no_consent,
-            ).model_dump(),
-            status_code=202,
-        )
+            for f in found
+        ]
+        return await _submit(request, samples, caller, field_prefix="observations")
 
     return router
+
+
+async def _submit(
+    request: Request, samples: list[SubmittedReading], caller: Principal, *, field_prefix: str
+) -> JSONResponse:
+    """Normalize, check consent and publish all-or-nothing; map outcomes to HTTP."""
+    state = request.app.state
+    try:
+        result = await accept_readings(
+            samples,
+            received_at=datetime.now(UTC),
+            max_future_skew=timedelta(seconds=state.settings.ingest_max_future_skew_s),
+            publisher=state.publisher,
+            consent=state.consent,
+            tenant_id=caller.tenant_id,
+        )
+    except BatchRejectedError as exc:
+        details = [
+            {"field": f"{field_prefix}[{r.index}].{r.field}", "message": r.message}
+            for r in exc.rejected
+        ]
+        summary = "; ".join(f"{d['field']}: {d['message']}" for d in details[:5])
+        return JSONResponse(error_body("invalid_reading", summary, details), status_code=422)
+    except ConsentUnknownError as exc:
+        raise ConsentLoadingError(
+            "readings not accepted: consent state is still loading, retry later",
+            headers={"Retry-After": "5"},
+        ) from exc
+    except BrokerUnavailableError as exc:
+        raise ServiceUnavailableError(
+            "readings not accepted: the event broker is unavailable, retry later",
+            headers={"Retry-After": "5"},
+        ) from exc
+    state.metrics.accepted.inc(result.published)
+    if result.withheld_no_consent:
+        state.metrics.withheld.inc(result.withheld_no_consent)
+        await audit_withheld(result.withheld, sink=state.audit_sink, caller=caller)
+    return JSONResponse(
+        ReadingsAccepted(
+            accepted=len(result.reading_ids),
+            reading_ids=result.reading_ids,
+            withheld_no_consent=result.withheld_no_consent,
+        ).model_dump(),
+        status_code=202,
+    )

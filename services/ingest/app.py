@@ -3,19 +3,30 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
+import httpx
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry, Counter
 
 from services.ingest.adapters.connections_store import SqlConnectionStore
 from services.ingest.adapters.consent import ConsentViewAdapter
+from services.ingest.adapters.fitbit_api import FitbitApiClient
+from services.ingest.adapters.garmin_api import GarminApiClient
+from services.ingest.adapters.google_health_api import GoogleHealthApiClient
 from services.ingest.adapters.kafka import KafkaReadingPublisher
 from services.ingest.adapters.token_cipher import cipher_from
+from services.ingest.adapters.vendor_oauth import OAuthTokens
 from services.ingest.api import build_router
+from services.ingest.connections import Vendor
 from services.ingest.connections_api import build_connections_router
+from services.ingest.pulls import VendorPuller, tokens_to
 from services.ingest.settings import IngestSettings
+from services.ingest.webhook_support import VendorPipeline
+from services.ingest.webhooks import build_webhook_router
 from shared.db import make_engine, migrate
 from shared.service import ServiceKit
+from shared.topics import VENDOR_NOTIFICATIONS
 
 SERVICE = "ingest"
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -84,6 +95,65 @@ def create_app(settings: IngestSettings) -> FastAPI:
     app.state.consent = ConsentViewAdapter(kit.consent)
     app.state.metrics = IngestMetrics(kit.registry)
     app.state.connections = store
+    app.state.google_health_public_key = _read_optional(settings.google_health_public_key_file)
+    app.state.pipeline = VendorPipeline(
+        settings=settings,
+        connections=store,
+        publisher=app.state.publisher,
+        consent=app.state.consent,
+        audit_sink=kit.audit_sink,
+        metrics=app.state.metrics,
+    )
+    _wire_pulls(kit, settings, app.state.pipeline)
     app.include_router(build_router())
+    app.include_router(build_webhook_router())
     app.include_router(build_connections_router())
     return app
+
+
+def _read_optional(path: str | None) -> bytes | None:
+    return Path(path).read_bytes() if path else None
+
+
+def _wire_pulls(kit: ServiceKit, settings: IngestSettings, pipeline: VendorPipeline) -> None:
+    """The consumer that pulls vendor data after Fitbit / Google Health / Garmin ping notices."""
+    http = httpx.AsyncClient(timeout=settings.vendor_timeout_s)
+    kit.close_on_shutdown(http.aclose)
+    store = pipeline.connections
+
+    def saver(vendor: Vendor) -> Any:
+        async def save(vendor_user: str, tokens: OAuthTokens) -> None:
+            await store.save_tokens(vendor, vendor_user, tokens_to(tokens))
+
+        return save
+
+    fitbit_secret = settings.fitbit_client_secret
+    google_secret = settings.google_health_client_secret
+    puller = VendorPuller(
+        pipeline=pipeline,
+        fitbit=FitbitApiClient(
+            http=http,
+            client_id=settings.fitbit_client_id,
+            client_secret=fitbit_secret.get_secret_value(),
+            save_tokens=saver(Vendor.FITBIT),
+            base_url=settings.fitbit_api_base_url,
+            token_url=settings.fitbit_token_url,
+        )
+        if settings.fitbit_client_id and fitbit_secret
+        else None,
+        google=GoogleHealthApiClient(
+            http=http,
+            client_id=settings.google_health_client_id,
+            client_secret=google_secret.get_secret_value(),
+            save_tokens=saver(Vendor.GOOGLE_HEALTH),
+            base_url=settings.google_health_api_base_url,
+            token_url=settings.google_health_token_url,
+        )
+        if settings.google_health_client_id and google_secret
+        else None,
+        garmin=GarminApiClient(http=http, base_url=settings.garmin_api_base_url),
+        max_wait_s=min(settings.vendor_max_retry_after_s, 60.0),
+    )
+    kit.runtime.add_consumer(
+        VENDOR_NOTIFICATIONS, puller.on_vendor_notification, group_id=settings.ingest_group_id
+    )

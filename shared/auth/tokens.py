@@ -45,6 +45,10 @@ class Principal:
     issuer: str
 
 
+VERIFIED_CACHE_SIZE = 10_000
+VERIFIED_CACHE_TTL_S = 60.0
+
+
 class TokenValidator:
     """Validate RFC 9068 access tokens against the identity provider's keys."""
 
@@ -62,9 +66,31 @@ class TokenValidator:
         options["iss"] = {"essential": True, "value": issuer}  # exact match (RFC 9068 §4)
         options["aud"] = {"essential": True, "value": audience}  # equal to, or a list holding, ours
         self._claims = JWTClaimsRegistry(now=lambda: int(clock()), leeway=leeway_s, **options)
+        self._clock = clock
+        self._leeway_s = leeway_s
+        # Verified tokens, by their exact text: a client reusing its token skips the signature
+        # check until min(exp + leeway, verified + VERIFIED_CACHE_TTL_S). The TTL bounds how long
+        # a key removed from the JWKS keeps working for tokens already seen.
+        self._verified: dict[str, tuple[Principal, float]] = {}
 
     async def validate(self, raw: str) -> Principal:
         """Return the token's principal; raise InvalidTokenError, or JwksUnavailableError."""
+        cached = self._verified.get(raw)
+        if cached is not None:
+            if self._clock() < cached[1]:
+                return cached[0]
+            del self._verified[raw]
+        principal, exp = await self._verify(raw)
+        if len(self._verified) >= VERIFIED_CACHE_SIZE:
+            self._verified.pop(next(iter(self._verified)))  # oldest first (insertion order)
+        self._verified[raw] = (
+            principal,
+            min(exp + self._leeway_s, self._clock() + VERIFIED_CACHE_TTL_S),
+        )
+        return principal
+
+    async def _verify(self, raw: str) -> tuple[Principal, float]:
+        """Check signature and claims; return the principal and the token's exp."""
         header = _screen(raw)
         try:
             token = _decode(raw, await self._jwks.get())
@@ -83,7 +109,7 @@ class TokenValidator:
         except ClaimError as exc:
             message = f"the access token has a {exc.error.replace('_', ' ')}: {exc.claim}"
             raise InvalidTokenError(f"{exc.error}:{exc.claim}", message) from None
-        return _principal(token.claims)
+        return _principal(token.claims), float(token.claims["exp"])
 
 
 def _screen(raw: str) -> dict[str, Any]:

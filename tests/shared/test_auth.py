@@ -13,7 +13,9 @@ import httpx
 import pytest
 from cryptography.hazmat.primitives import serialization
 
-from tests.fakes.idp import DROP, b64url, compact, hs256, new_key
+from shared.auth import JwksCache, TokenValidator
+from shared.auth.errors import InvalidTokenError
+from tests.fakes.idp import DROP, FakeIdP, b64url, compact, hs256, new_key
 from tests.shared.auth_harness import NOW, Harness, harness
 
 
@@ -211,3 +213,23 @@ async def test_a_forged_signature_with_a_known_kid_is_refused(h: Harness) -> Non
     forged = h.idp.mint(now=NOW, scope="consent:read consent:revoke").split(".")[1]
     assert_invalid_token(await h.call(f"{head}.{forged}.{token.split('.')[2]}"), h, "bad_signature")
     assert_invalid_token(await h.call(f"{head}.{payload}.{b64url(b'x' * 256)}"), h, "bad_signature")
+
+
+async def test_a_reused_token_is_served_from_the_verified_cache_only_until_it_expires() -> None:
+    idp = FakeIdP().start()
+    now = [float(NOW)]
+    try:
+        async with httpx.AsyncClient(timeout=5) as http:
+            jwks = JwksCache(url=idp.jwks_url, http=http, ttl_s=300, cooldown_s=30)
+            validator = TokenValidator(
+                jwks, issuer=idp.issuer, audience=idp.audience, leeway_s=30, clock=lambda: now[0]
+            )
+            token = idp.mint(now=NOW, exp=NOW + 45)
+            assert (await validator.validate(token)).sub
+            now[0] = NOW + 45 + 29  # within the leeway: still valid (from the cache)
+            assert (await validator.validate(token)).sub
+            now[0] = NOW + 45 + 30  # the leeway is over: the cache must not extend the token
+            with pytest.raises(InvalidTokenError):
+                await validator.validate(token)
+    finally:
+        idp.stop()

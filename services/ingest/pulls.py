@@ -1,0 +1,184 @@
+"""The pull consumer: vendor-notifications.v1 → fetch the changed data with the user's tokens →
+the same vendor pipeline as pushes. A crash between the webhook's 2xx and the pull loses nothing:
+the notification stays on the topic until its offset is committed after the pull."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from typing import Any
+
+import structlog
+
+from services.ingest.adapters.fitbit_api import FitbitApiClient
+from services.ingest.adapters.garmin_api import GarminApiClient
+from services.ingest.adapters.google_health_api import GoogleHealthApiClient
+from services.ingest.adapters.vendor_oauth import (
+    OAuthTokens,
+    VendorAuthError,
+    VendorGoneError,
+    VendorRateLimitedError,
+    VendorRequestError,
+)
+from services.ingest.connections import Connection, ConnectionStatus, Vendor
+from services.ingest.vendors import fitbit, garmin, google_health
+from services.ingest.vendors.common import PayloadError, VendorSample
+from services.ingest.webhook_support import VendorPipeline
+from shared.consumer import MessageContext
+from shared.events import VendorNotification
+from shared.kafka import UnprocessableEventError
+
+log = structlog.get_logger(__name__)
+MAX_PAGES = 20
+
+
+def tokens_from(stored: dict[str, str]) -> OAuthTokens:
+    """Rebuild the token pair from its decrypted JSON."""
+    return OAuthTokens(
+        access_token=stored["access_token"],
+        refresh_token=stored["refresh_token"],
+        expires_at=datetime.fromisoformat(stored["expires_at"]),
+        scope=stored.get("scope", ""),
+    )
+
+
+def tokens_to(tokens: OAuthTokens) -> dict[str, str]:
+    """The JSON a token pair is stored as (encrypted)."""
+    return {
+        "access_token": tokens.access_token,
+        "refresh_token": tokens.refresh_token,
+        "expires_at": tokens.expires_at.isoformat(),
+        "scope": tokens.scope,
+    }
+
+
+@dataclass
+class VendorPuller:
+    """Handles one vendor notification per call (the consumer's per-message handler)."""
+
+    pipeline: VendorPipeline
+    fitbit: FitbitApiClient | None
+    google: GoogleHealthApiClient | None
+    garmin: GarminApiClient | None
+    max_wait_s: float = 60.0
+
+    async def on_vendor_notification(self, event: VendorNotification, ctx: MessageContext) -> None:
+        """Pull and publish; dead-letter what can never succeed; raise to retry the rest."""
+        vendor = Vendor(event.vendor)
+        store = self.pipeline.connections
+        conn: Connection | None = await store.find(vendor, event.vendor_user)
+        if conn is None:
+            raise UnprocessableEventError(
+                "unknown_vendor_user", f"{vendor.value} user not connected"
+            )
+        if conn.status is not ConnectionStatus.ACTIVE:
+            log.info(
+                "pull_skipped_inactive_connection", vendor=vendor.value, status=conn.status.value
+            )
+            return
+        try:
+            samples = await self._pull(vendor, conn, event)
+        except VendorRateLimitedError as exc:
+            wait = min(exc.retry_after_s, self.max_wait_s)
+            log.warning("vendor_rate_limited", vendor=vendor.value, retry_after_s=wait)
+            await asyncio.sleep(wait)  # the vendor asked for it; the consumer then retries
+            raise
+        except VendorGoneError as exc:
+            await store.set_status(
+                vendor, conn.vendor_user, ConnectionStatus.NEEDS_MIGRATION, "410 Gone"
+            )
+            raise UnprocessableEventError(
+                "vendor_gone", "legacy API gone: migrate the user"
+            ) from exc
+        except VendorAuthError as exc:
+            await store.set_status(
+                vendor, conn.vendor_user, ConnectionStatus.NEEDS_REAUTH, "grant refused"
+            )
+            raise UnprocessableEventError(
+                "vendor_auth_refused", "user must authorize again"
+            ) from exc
+        except VendorRequestError as exc:
+            raise UnprocessableEventError("vendor_request_refused", str(exc)) from exc
+        except PayloadError as exc:
+            raise UnprocessableEventError(
+                "vendor_payload_invalid", f"{exc.field}: {exc.message}"
+            ) from exc
+        await self.pipeline.publish(
+            vendor=vendor, samples=samples, connections={conn.vendor_user: conn}
+        )
+
+    async def _pull(
+        self, vendor: Vendor, conn: Connection, event: VendorNotification
+    ) -> list[VendorSample]:
+        if vendor is Vendor.FITBIT:
+            return await self._pull_fitbit(conn, event)
+        if vendor is Vendor.GOOGLE_HEALTH:
+            return await self._pull_google(conn, event)
+        if vendor is Vendor.GARMIN:
+            return await self._pull_garmin(event)
+        raise UnprocessableEventError("not_pullable", f"{vendor.value} pushes, it is not pulled")
+
+    async def _tokens(self, conn: Connection) -> OAuthTokens:
+        stored = await self.pipeline.connections.tokens_of(conn)
+        if stored is None:
+            raise UnprocessableEventError("no_vendor_tokens", "connection has no tokens")
+        return tokens_from(stored)
+
+    async def _pull_fitbit(self, conn: Connection, event: VendorNotification) -> list[VendorSample]:
+        if self.fitbit is None:
+            raise UnprocessableEventError("vendor_not_configured", "FITBIT_CLIENT_ID/SECRET unset")
+        notice = fitbit.FitbitNotification(
+            collection_type=event.kind,
+            date=date.fromisoformat(event.detail["date"]),
+            owner_id=event.vendor_user,
+            owner_type="user",
+            subscription_id=event.detail.get("subscription_id", ""),
+        )
+        tokens = await self._tokens(conn)
+        offset = timedelta(minutes=conn.utc_offset_minutes or 0)
+        samples: list[VendorSample] = []
+        for pull in fitbit.pulls_for(notice):
+            body, tokens = await self.fitbit.get_json(
+                vendor_user=conn.vendor_user, tokens=tokens, path=pull.path
+            )
+            samples += fitbit.map_response(pull, body, utc_offset=offset)
+        return samples
+
+    async def _pull_google(self, conn: Connection, event: VendorNotification) -> list[VendorSample]:
+        if self.google is None:
+            raise UnprocessableEventError("vendor_not_configured", "GOOGLE_HEALTH_CLIENT_* unset")
+        tokens = await self._tokens(conn)
+        samples: list[VendorSample] = []
+        page: str | None = None
+        for _ in range(MAX_PAGES):
+            body, tokens = await self.google.list_data_points(
+                vendor_user=conn.vendor_user,
+                tokens=tokens,
+                data_type=event.kind,
+                filter_expr=interval_filter(event.detail["start"], event.detail["end"]),
+                page_token=page,
+            )
+            samples += google_health.map_data_points(body, health_user_id=conn.vendor_user)
+            page = _next_page(body)
+            if not page:
+                break
+        return samples
+
+    async def _pull_garmin(self, event: VendorNotification) -> list[VendorSample]:
+        if self.garmin is None:
+            raise UnprocessableEventError("vendor_not_configured", "GARMIN_CLIENT_ID unset")
+        body = await self.garmin.fetch_callback(event.detail["callback_url"])
+        batch = garmin.map_push(event.kind, body if isinstance(body, dict) else {event.kind: body})
+        return batch.samples
+
+
+def interval_filter(start: str, end: str) -> str:
+    """List filter for one notified interval. UNCONFIRMED: the Google Health API's filter syntax
+    is not in public material we could check; this follows Google's AIP-160 filter style."""
+    return f'sample_time.physical_time >= "{start}" AND sample_time.physical_time < "{end}"'
+
+
+def _next_page(body: Any) -> str | None:
+    token = body.get("nextPageToken") if isinstance(body, dict) else None
+    return token if isinstance(token, str) and token else None

@@ -1,0 +1,184 @@
+"""What every vendor webhook route shares: raw body, errors, publishing and the outcome metrics."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import structlog
+from fastapi import Request
+
+from services.ingest.connections import Connection, Vendor
+from services.ingest.errors import BrokerUnavailableError, ConsentUnknownError
+from services.ingest.handlers import audit_vendor_withheld
+from services.ingest.vendor_handlers import VendorOutcome, accept_vendor_samples
+from services.ingest.vendors.common import PayloadError, VendorSample
+from shared.events import VendorNotification
+from shared.http import ApiError
+from shared.kafka import PublishFailedError
+from shared.topics import VENDOR_NOTIFICATIONS
+
+log = structlog.get_logger(__name__)
+
+
+class WebhookUnavailableError(ApiError):
+    """Nothing was accepted: the vendor must retry."""
+
+    status = 503
+    code = "broker_unavailable"
+
+
+class ConsentLoadingError(WebhookUnavailableError):
+    code = "consent_view_loading"
+
+
+class InvalidPayloadError(ApiError):
+    """The body does not have the vendor's documented shape."""
+
+    status = 422
+    code = "invalid_payload"
+
+
+class BadRequestError(ApiError):
+    status = 400
+    code = "malformed_body"
+
+
+class UnauthenticatedWebhookError(ApiError):
+    status = 401
+    code = "unauthenticated"
+
+
+class WebhookNotConfiguredError(ApiError):
+    status = 503
+    code = "webhook_not_configured"
+
+
+RETRY = {"Retry-After": "5"}
+
+
+def payload_error(vendor: str, request: Request, exc: PayloadError) -> ApiError:
+    """Map a mapper's PayloadError to a 422 naming the field, and count it."""
+    request.app.state.metrics.webhook_rejected.labels(vendor, "invalid_payload").inc()
+    if exc.message.startswith("is not valid JSON"):
+        return BadRequestError(f"body {exc.message}")
+    return InvalidPayloadError(
+        f"{exc.field}: {exc.message}", details=[{"field": exc.field, "message": exc.message}]
+    )
+
+
+def rejected(request: Request, vendor: str, reason: str) -> None:
+    """Count a refused webhook call (never logs the body)."""
+    request.app.state.metrics.webhook_rejected.labels(vendor, reason).inc()
+    log.warning("webhook_rejected", vendor=vendor, reason=reason)
+
+
+class VendorPipeline:
+    """Vendor samples → connection → normalized readings → readings.v1, with metrics and audit;
+    used by the webhook routes and by the pull consumer alike."""
+
+    def __init__(
+        self,
+        *,
+        settings: Any,
+        connections: Any,
+        publisher: Any,
+        consent: Any,
+        audit_sink: Any,
+        metrics: Any,
+    ) -> None:
+        self._settings = settings
+        self.connections = connections
+        self._publisher = publisher
+        self._consent = consent
+        self._audit = audit_sink
+        self._metrics = metrics
+
+    async def publish(
+        self,
+        *,
+        vendor: Vendor,
+        samples: Sequence[VendorSample],
+        connections: dict[str, Connection] | None = None,
+    ) -> VendorOutcome:
+        """Publish; raises ConsentUnknownError or BrokerUnavailableError when nothing could be."""
+        if connections is None:
+            users = {s.vendor_user for s in samples}
+            connections = await self.connections.find_many(vendor, users)
+        outcome = await accept_vendor_samples(
+            samples,
+            vendor=vendor.value,
+            connections=connections,
+            received_at=datetime.now(UTC),
+            max_future_skew=timedelta(seconds=self._settings.ingest_max_future_skew_s),
+            publisher=self._publisher,
+            consent=self._consent,
+            dead_letters=self._publisher,
+        )
+        self._count(vendor, outcome)
+        if outcome.withheld_patients:
+            await audit_vendor_withheld(
+                outcome.withheld_patients, sink=self._audit, vendor=vendor.value
+            )
+        return outcome
+
+    def _count(self, vendor: Vendor, outcome: VendorOutcome) -> None:
+        counter = self._metrics.vendor_samples
+        for name, value in (
+            ("published", outcome.published),
+            ("duplicate", outcome.duplicates),
+            ("withheld", outcome.withheld),
+            ("unknown_user", outcome.unknown_user_samples),
+            ("inactive_connection", outcome.inactive_connection_samples),
+            ("invalid", outcome.invalid_samples),
+        ):
+            if value:
+                counter.labels(vendor.value, name).inc(value)
+        self._metrics.accepted.inc(outcome.published)
+        if outcome.withheld:
+            self._metrics.withheld.inc(outcome.withheld)
+
+
+async def publish_samples(
+    request: Request,
+    *,
+    vendor: Vendor,
+    samples: Sequence[VendorSample],
+    connections: dict[str, Connection] | None = None,
+) -> VendorOutcome:
+    """Publish from a webhook route; 503 + Retry-After when nothing could be accepted."""
+    try:
+        return await request.app.state.pipeline.publish(
+            vendor=vendor, samples=samples, connections=connections
+        )
+    except ConsentUnknownError as exc:
+        raise ConsentLoadingError(
+            "consent state is still loading, retry later", headers=RETRY
+        ) from exc
+    except BrokerUnavailableError as exc:
+        raise WebhookUnavailableError(
+            "the event broker is unavailable, retry later", headers=RETRY
+        ) from exc
+
+
+def outcome_body(outcome: VendorOutcome) -> dict[str, Any]:
+    """JSON body of a 2xx for clients that read it (Apple, FHIR)."""
+    return {
+        "accepted": outcome.published,
+        "duplicates": outcome.duplicates,
+        "withheld_no_consent": outcome.withheld,
+        "dead_lettered": outcome.unknown_user_samples
+        + outcome.inactive_connection_samples
+        + outcome.invalid_samples,
+    }
+
+
+async def queue_pulls(request: Request, notifications: Sequence[VendorNotification]) -> None:
+    """Durably queue pull work (acks=all) before the webhook answers 2xx."""
+    try:
+        await request.app.state.runtime.publisher.publish_many(VENDOR_NOTIFICATIONS, notifications)
+    except PublishFailedError as exc:
+        raise WebhookUnavailableError(
+            "the event broker is unavailable, retry later", headers=RETRY
+        ) from exc
