@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 export PATH := $(abspath $(BIN)):$(PATH)
 
 .DEFAULT_GOAL := help
-.PHONY: help venv run test test-unit test-integration lint typecheck schemas schemas-check bench bench-rules demo token clean
+.PHONY: help venv browser run test test-unit test-integration lint typecheck schemas schemas-check bench bench-rules demo token clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -28,7 +28,15 @@ DEV_ENV = set -a; while IFS= read -r line; do \
 run: $(STAMP) ## Start broker + the four services in the foreground (Ctrl-C stops all)
 	@$(DEV_ENV); LOG_FORMAT=$${LOG_FORMAT:-console} exec $(BIN)/honcho -f deploy/Procfile -d . start
 
-test: $(STAMP) ## Run the whole test suite (unit + integration on the embedded broker)
+# Debian's Chromium for the dashboard's browser test (Playwright drives it; it never downloads
+# a browser). Without root or apt the test skips and says why.
+browser: ## Install Debian's chromium when missing (needs root and apt)
+	@command -v chromium >/dev/null 2>&1 || { \
+	  echo "installing Debian's chromium for the dashboard browser test"; \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null; } \
+	  || echo "chromium could not be installed: the browser test will be skipped"; }
+
+test: $(STAMP) browser ## Run the whole test suite (unit + integration on the embedded broker)
 	$(BIN)/pytest -q
 
 test-unit: $(STAMP) ## Only the tests that need no broker

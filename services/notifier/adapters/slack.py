@@ -1,14 +1,21 @@
-"""Slack Web API adapter: chat.postMessage over httpx."""
+"""Slack Web API adapter: chat.postMessage, thread replies and chat.update over httpx.
+
+Docs: https://api.slack.com/methods/chat.postMessage, https://api.slack.com/methods/chat.update,
+https://api.slack.com/authentication/verifying-requests-from-slack
+"""
 
 from __future__ import annotations
 
-import asyncio
+import time
+from typing import Any
 
 import httpx
 import structlog
+from slack_sdk.signature import Clock, SignatureVerifier
 
 from services.notifier.domain import slack_message
 from services.notifier.errors import PermanentDeliveryError, TransientDeliveryError
+from services.notifier.ports import Channel, Delivery, Receipt
 from shared.events import AlertEvent
 
 log = structlog.get_logger(__name__)
@@ -33,14 +40,124 @@ PERMANENT_ERRORS = frozenset(
         "restricted_action",
         "invalid_arg_name",
         "too_many_attachments",
+        "message_not_found",
+        "cant_update_message",
+        "edit_window_closed",
+        "thread_not_found",
     }
 )
-MAX_RETRY_AFTER_S = 30.0
-RATE_LIMIT_ATTEMPTS = 3
+# Keys of Delivery.slack passed on; anything else (channel, ts, thread_ts) is the adapter's to set.
+POST_KEYS = ("blocks", "attachments", "unfurl_links", "unfurl_media")
+UPDATE_KEYS = ("blocks", "attachments")
+
+
+class SlackChannelSender:
+    """Post, thread or update Slack messages with a bot token; provider_ref is "CHANNELID:ts"."""
+
+    channel = Channel.SLACK
+
+    def __init__(self, *, client: httpx.AsyncClient, base_url: str, token: str) -> None:
+        self._client = client
+        self._base_url = base_url.rstrip("/")
+        self._token = token
+
+    async def send(self, delivery: Delivery) -> Receipt:
+        """Post the message, reply in its thread (thread_ref) or edit it in place (update_ref)."""
+        method, body = _request(delivery)
+        started = time.perf_counter()
+        try:
+            response = await self._client.post(
+                f"{self._base_url}/{method}",
+                json=body,
+                headers={"Authorization": f"Bearer {self._token}"},
+            )
+        except httpx.HTTPError as exc:
+            log.warning("slack_unreachable", channel=self.channel.value, error=type(exc).__name__)
+            raise TransientDeliveryError(f"slack unreachable: {type(exc).__name__}") from exc
+        payload = _check(response)
+        ref = f"{payload.get('channel', body['channel'])}:{payload['ts']}"
+        log.info("slack_message_sent", channel=self.channel.value, method=method)
+        return Receipt(provider_ref=ref, latency_s=time.perf_counter() - started)
+
+
+def _request(delivery: Delivery) -> tuple[str, dict[str, Any]]:
+    """Pick the Web API method and build its JSON body."""
+    extra = delivery.slack or {}
+    if delivery.update_ref:
+        channel_id, ts = split_ref(delivery.update_ref)
+        body = {"channel": channel_id, "ts": ts, "text": delivery.text}
+        return "chat.update", body | {k: extra[k] for k in UPDATE_KEYS if k in extra}
+    body = {"channel": delivery.recipient, "text": delivery.text}
+    if delivery.thread_ref:
+        # A reply lives in its parent's channel, whatever name the recipient was given as.
+        body["channel"], body["thread_ts"] = split_ref(delivery.thread_ref)
+    return "chat.postMessage", body | {k: extra[k] for k in POST_KEYS if k in extra}
+
+
+def split_ref(provider_ref: str) -> tuple[str, str]:
+    """Split a "CHANNELID:ts" provider_ref into (channel id, ts)."""
+    channel_id, sep, ts = provider_ref.partition(":")
+    if not sep or not channel_id or not ts:
+        raise PermanentDeliveryError("malformed slack reference", code="invalid_ref")
+    return channel_id, ts
+
+
+def _check(response: httpx.Response) -> dict[str, Any]:
+    """Return Slack's ok=true answer, or raise the error class the failure belongs to."""
+    status = response.status_code
+    if status == 429:
+        retry_after = _seconds(response.headers.get("Retry-After"))
+        log.warning("slack_rate_limited", channel="slack", status=status, retry_after_s=retry_after)
+        raise TransientDeliveryError("slack rate limited", retry_after_s=retry_after)
+    if status >= 500:
+        log.warning("slack_delivery_failed", channel="slack", status=status)
+        raise TransientDeliveryError(f"slack answered HTTP {status}")
+    try:
+        payload = response.json()
+    except ValueError as exc:
+        raise TransientDeliveryError("slack answered a non-JSON body") from exc
+    if status == 200 and payload.get("ok") and payload.get("ts"):
+        return dict(payload)
+    error = str(payload.get("error") or f"http_{status}")
+    log.warning("slack_delivery_failed", channel="slack", status=status, code=error)
+    if error in PERMANENT_ERRORS or 400 <= status < 500:
+        raise PermanentDeliveryError(f"slack refused: {error}", code=error)
+    raise TransientDeliveryError(f"slack error: {error}")
+
+
+def _seconds(value: str | None) -> float | None:
+    """Parse a Retry-After header given in seconds; None when absent or not a number."""
+    try:
+        return max(0.0, float(value)) if value is not None else None
+    except ValueError:
+        return None
+
+
+class _FixedClock(Clock):
+    def __init__(self, now: float) -> None:
+        self._now = now
+
+    def now(self) -> float:
+        """The instant the caller fixed."""
+        return self._now
+
+
+def verify_slack_request(
+    *, signing_secret: str, timestamp: str | None, body: bytes, signature: str | None, now: float
+) -> bool:
+    """Return True when a Slack request is signed with the secret (v0) and at most 5 minutes old."""
+    try:
+        verifier = SignatureVerifier(signing_secret, clock=_FixedClock(now))
+        return verifier.is_valid(body=body, timestamp=timestamp, signature=signature)
+    except ValueError:  # empty secret, non-numeric timestamp, body that is not UTF-8
+        return False
 
 
 class SlackChatSender:
-    """Post alerts to one channel with a bot token; honours 429 Retry-After."""
+    """AlertSender kept for the composition root: one channel, Block Kit, via SlackChannelSender.
+
+    A 429 now raises TransientDeliveryError (retried by the consumer) instead of sleeping here.
+    """
 
     def __init__(
         self,
@@ -51,40 +168,19 @@ class SlackChatSender:
         channel: str,
         dashboard_url: str,
     ) -> None:
-        self._client = client
-        self._url = base_url.rstrip("/") + "/chat.postMessage"
-        self._token = token
+        self._sender = SlackChannelSender(client=client, base_url=base_url, token=token)
         self._channel = channel
         self._dashboard_url = dashboard_url
 
     async def send_alert(self, event: AlertEvent) -> None:
-        """Post the alert; retry 429s within the call, classify every other failure."""
+        """Post the alert to the configured channel; classify every failure."""
         body = slack_message(event, channel=self._channel, dashboard_url=self._dashboard_url)
-        headers = {"Authorization": f"Bearer {self._token}"}
-        for _ in range(RATE_LIMIT_ATTEMPTS):
-            try:
-                response = await self._client.post(self._url, json=body, headers=headers)
-            except httpx.HTTPError as exc:
-                raise TransientDeliveryError(f"slack unreachable: {type(exc).__name__}") from exc
-            if response.status_code == 429:
-                wait = min(float(response.headers.get("Retry-After", "1")), MAX_RETRY_AFTER_S)
-                log.warning("slack_rate_limited", retry_after_s=wait)
-                await asyncio.sleep(wait)
-                continue
-            self._check(response)
-            return
-        raise TransientDeliveryError("slack kept rate limiting")
-
-    @staticmethod
-    def _check(response: httpx.Response) -> None:
-        if response.status_code >= 500:
-            raise TransientDeliveryError(f"slack answered HTTP {response.status_code}")
-        try:
-            payload = response.json()
-        except ValueError as exc:
-            raise TransientDeliveryError("slack answered a non-JSON body") from exc
-        if response.status_code != 200 or not payload.get("ok"):
-            error = str(payload.get("error", f"http_{response.status_code}"))
-            if error in PERMANENT_ERRORS or 400 <= response.status_code < 500:
-                raise PermanentDeliveryError(f"slack refused: {error}")
-            raise TransientDeliveryError(f"slack error: {error}")
+        await self._sender.send(
+            Delivery(
+                idempotency_key=event.event_id,
+                channel=Channel.SLACK,
+                recipient=self._channel,
+                text=body["text"],
+                slack={k: body[k] for k in POST_KEYS if k in body},
+            )
+        )

@@ -1,4 +1,4 @@
-"""Pure notifier decisions: what to tell whom, and how the message looks."""
+"""Slack rendering of one alert event (chat.postMessage body) and who gets paged at all."""
 
 from __future__ import annotations
 
@@ -37,6 +37,53 @@ def _what(event: AlertEvent) -> tuple[str, str, datetime]:
     return event.rule.description, values, max(r.measured_at for r in readings)
 
 
+def alert_subject(event: AlertEvent) -> str:
+    """Name what the alert is about: the metric, or the rule for composites and gaps; no value."""
+    return _what(event)[0]
+
+
+def slack_time(at: datetime) -> str:
+    """Render a time as a Slack date token (reader's time zone) with a UTC fallback."""
+    return (
+        f"<!date^{int(at.timestamp())}^{{date_short_pretty}} "
+        f"{{time_secs}}|{at:%Y-%m-%d %H:%M:%S} UTC>"
+    )
+
+
+def event_fields(event: AlertEvent) -> list[tuple[str, str]]:
+    """List the (label, mrkdwn) fields of an event: patient id, metric, value, rule, time, alert."""
+    title, value, at = _what(event)
+    return [
+        ("Patient", f"`{event.patient_id}`"),
+        ("Metric", title),
+        ("Value", value),
+        ("Rule", f"{event.rule.threshold} ({event.rule.rule_id} v{event.rule.version})"),
+        ("Measured", slack_time(at)),
+        ("Alert", f"`{event.alert_id}`"),
+    ]
+
+
+def fields_block(fields: list[tuple[str, str]]) -> dict[str, Any]:
+    """Build a section block of bold-labelled fields."""
+    return {
+        "type": "section",
+        "fields": [{"type": "mrkdwn", "text": f"*{k}*\n{v}"} for k, v in fields],
+    }
+
+
+def dashboard_block(dashboard_url: str) -> dict[str, Any]:
+    """Build the context block linking to the dashboard."""
+    return {
+        "type": "context",
+        "elements": [{"type": "mrkdwn", "text": f"<{dashboard_url}|Open the dashboard>"}],
+    }
+
+
+def header_block(text: str) -> dict[str, Any]:
+    """Build a plain-text header block (Slack caps headers at 150 characters)."""
+    return {"type": "header", "text": {"type": "plain_text", "text": text[:150], "emoji": True}}
+
+
 def summary_text(event: AlertEvent) -> str:
     """One-line text (Slack fallback and console): severity, what, value, threshold, patient."""
     title, value, at = _what(event)
@@ -49,39 +96,14 @@ def summary_text(event: AlertEvent) -> str:
 def slack_message(event: AlertEvent, *, channel: str, dashboard_url: str) -> dict[str, Any]:
     """Build the chat.postMessage body (Block Kit). Pseudonymous id only, no contact data."""
     colour, emoji = SEVERITY_STYLE[event.severity]
-    title, value, at = _what(event)
-    fields = [
-        ("Patient", f"`{event.patient_id}`"),
-        ("Metric", title),
-        ("Value", value),
-        ("Rule", f"{event.rule.threshold} ({event.rule.rule_id} v{event.rule.version})"),
-        (
-            "Measured",
-            f"<!date^{int(at.timestamp())}^{{date_short_pretty}} "
-            f"{{time_secs}}|{at:%Y-%m-%d %H:%M:%S} UTC>",
-        ),
-        ("Alert", f"`{event.alert_id}`"),
-    ]
+    title = alert_subject(event)
     return {
         "channel": channel,
         "text": f"{emoji} {summary_text(event)}",
         "blocks": [
-            {
-                "type": "header",
-                "text": {
-                    "type": "plain_text",
-                    "text": f"{emoji} {event.severity.value.upper()}: {title}",
-                    "emoji": True,
-                },
-            },
-            {
-                "type": "section",
-                "fields": [{"type": "mrkdwn", "text": f"*{k}*\n{v}"} for k, v in fields],
-            },
-            {
-                "type": "context",
-                "elements": [{"type": "mrkdwn", "text": f"<{dashboard_url}|Open the dashboard>"}],
-            },
+            header_block(f"{emoji} {event.severity.value.upper()}: {title}"),
+            fields_block(event_fields(event)),
+            dashboard_block(dashboard_url),
         ],
         "attachments": [{"color": colour, "fallback": summary_text(event), "blocks": []}],
         "unfurl_links": False,

@@ -1,0 +1,125 @@
+"""Twilio Programmable Messaging adapter: SMS and WhatsApp through the Messages resource.
+
+Docs: https://www.twilio.com/docs/messaging/api/message-resource,
+https://www.twilio.com/docs/api/errors, https://www.twilio.com/docs/usage/security
+
+Twilio documents no idempotency header for creating a Message (`I-Twilio-Idempotency-Token` is one
+Twilio *sends* on its webhooks), so a retried send after a lost answer can deliver twice.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import httpx
+import structlog
+from twilio.request_validator import RequestValidator
+
+from services.notifier.errors import PermanentDeliveryError, TransientDeliveryError
+from services.notifier.ports import Channel, Delivery, Receipt
+
+log = structlog.get_logger(__name__)
+
+TWILIO_API_BASE_URL = "https://api.twilio.com"
+# Codes the Messages API answers that say the recipient itself must not be tried again.
+RECIPIENT_DEAD_CODES = frozenset({21610})  # 21610: recipient replied STOP (unsubscribed)
+# Permanent refusals seen on send, for reference: 20003 authenticate, 21211 invalid To,
+# 21408 region not enabled, 21602/21603/21604 Body/From/To missing, 21606 From not SMS-capable,
+# 21608 unverified To (trial), 21612 unroutable, 21614 To not mobile, 21635 landline,
+# 21910 From/To channel mismatch, 63016 WhatsApp outside the 24 h session window.
+# Every 4xx but a rate limit is permanent: Twilio keeps 4xx for requests that will never succeed.
+RATE_LIMIT_CODES = frozenset({20429})
+WHATSAPP_PREFIX = "whatsapp:"
+
+
+class TwilioMessageSender:
+    """Send SMS or WhatsApp messages from one sender; provider_ref is the Message SID (SM...)."""
+
+    def __init__(
+        self,
+        *,
+        client: httpx.AsyncClient,
+        channel: Channel,
+        account_sid: str,
+        auth_token: str,
+        from_number: str,
+        base_url: str = TWILIO_API_BASE_URL,
+        status_callback: str | None = None,
+    ) -> None:
+        if channel not in (Channel.SMS, Channel.WHATSAPP):
+            raise ValueError(f"Twilio sends SMS or WhatsApp, not {channel.value}")
+        self.channel = channel
+        self._client = client
+        self._auth = httpx.BasicAuth(account_sid, auth_token)
+        self._url = f"{base_url.rstrip('/')}/2010-04-01/Accounts/{account_sid}/Messages.json"
+        self._from = self._address(from_number)
+        self._status_callback = status_callback
+
+    def _address(self, number: str) -> str:
+        """An E.164 number as Twilio wants it on this channel (`whatsapp:+...` for WhatsApp)."""
+        bare = number.removeprefix(WHATSAPP_PREFIX)
+        return WHATSAPP_PREFIX + bare if self.channel is Channel.WHATSAPP else bare
+
+    async def send(self, delivery: Delivery) -> Receipt:
+        """Create the Message; raise Permanent/TransientDeliveryError as Twilio's answer says."""
+        form = {"To": self._address(delivery.recipient), "From": self._from, "Body": delivery.text}
+        if self._status_callback:
+            form["StatusCallback"] = self._status_callback
+        started = time.perf_counter()
+        try:
+            response = await self._client.post(self._url, data=form, auth=self._auth)
+        except httpx.HTTPError as exc:
+            log.warning("twilio_unreachable", channel=self.channel.value, error=type(exc).__name__)
+            raise TransientDeliveryError(f"twilio unreachable: {type(exc).__name__}") from exc
+        if response.status_code in (200, 201):
+            sid = _json(response).get("sid")
+            if isinstance(sid, str) and sid:
+                log.info("twilio_message_created", channel=self.channel.value, status="queued")
+                return Receipt(provider_ref=sid, latency_s=time.perf_counter() - started)
+        raise self._failure(response)
+
+    def _failure(self, response: httpx.Response) -> PermanentDeliveryError | TransientDeliveryError:
+        """Classify Twilio's error body {"code", "message", "more_info", "status"}."""
+        status = response.status_code
+        code = _json(response).get("code")
+        code_text = str(code) if code is not None else f"http_{status}"
+        log.warning(
+            "twilio_delivery_failed", channel=self.channel.value, status=status, code=code_text
+        )
+        if status == 429 or code in RATE_LIMIT_CODES:
+            retry_after = _seconds(response.headers.get("Retry-After"))
+            return TransientDeliveryError("twilio rate limited", retry_after_s=retry_after)
+        if status >= 500 or status < 400:
+            return TransientDeliveryError(f"twilio answered HTTP {status} ({code_text})")
+        return PermanentDeliveryError(
+            f"twilio refused: {code_text}",
+            code=code_text,
+            disable_recipient=code in RECIPIENT_DEAD_CODES,
+        )
+
+
+def _json(response: httpx.Response) -> dict[str, Any]:
+    """The JSON object Twilio answered, or {} when it answered something else."""
+    try:
+        payload = response.json()
+    except ValueError:
+        return {}
+    return payload if isinstance(payload, dict) else {}
+
+
+def _seconds(value: str | None) -> float | None:
+    """Parse a Retry-After header given in seconds; None when absent or not a number."""
+    try:
+        return max(0.0, float(value)) if value is not None else None
+    except ValueError:
+        return None
+
+
+def verify_twilio_signature(
+    *, auth_token: str, url: str, params: dict[str, str], signature: str
+) -> bool:
+    """Return True when X-Twilio-Signature signs this URL and form params (HMAC-SHA1, base64)."""
+    if not auth_token or not signature:
+        return False
+    return bool(RequestValidator(auth_token).validate(url, params, signature))
