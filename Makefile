@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 export PATH := $(abspath $(BIN)):$(PATH)
 
 .DEFAULT_GOAL := help
-.PHONY: help venv browser run test test-unit test-integration lint typecheck schemas schemas-check bench bench-rules demo token clean
+.PHONY: help venv browser run test test-unit test-integration lint typecheck schemas schemas-check bench bench-ingest bench-rules demo token clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -59,6 +59,9 @@ bench: $(STAMP) ## End-to-end benchmark: ingest -> Kafka -> rules -> notifier ->
 	@command -v wrk >/dev/null 2>&1 || { echo "installing wrk (Debian package) ..."; \
 	  (apt-get update -qq && apt-get install -y -qq wrk >/dev/null) || echo "could not install wrk" >&2; }
 	$(BIN)/python -m tools.bench $(BENCH_ARGS)
+
+bench-ingest: $(STAMP) ## Batched ingest: Garmin day pushes and Health Auto Export batches, readings/s
+	$(BIN)/python -m tools.bench_ingest $(BENCH_INGEST_ARGS)
 
 bench-rules: $(STAMP) ## Rules engine on synthetic patient-days: sensitivity, delay, false alerts, readings/s, memory
 	$(BIN)/python -m tools.bench_rules $(BENCH_RULES_ARGS)
