@@ -198,7 +198,11 @@ def _garmin(r: APIRouter) -> None:
             raise UnauthenticatedWebhookError("garmin-client-id header missing or wrong")
         await require_json(request)
         try:
-            batch = garmin.map_push(summary_type, decode(await request.body()))
+            batch = garmin.map_push(
+                summary_type,
+                decode(await request.body()),
+                pull_origin=request.app.state.settings.garmin_api_base_url.rstrip("/"),
+            )
         except PayloadError as exc:
             raise payload_error("garmin", request, exc) from exc
         await _garmin_notices(request, batch.notices)

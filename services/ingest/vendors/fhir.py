@@ -127,8 +127,12 @@ def _carried_code(obj: dict[str, Any], path: str) -> str | None:
     for i, raw in enumerate(codings):
         coding = as_object(raw, item(codings_path, i))
         code = coding.get("code")
-        if coding.get("system") == LOINC and (code in _CODES or code == BP_PANEL):
-            return str(code)
+        if (
+            coding.get("system") == LOINC
+            and isinstance(code, str)
+            and (code in _CODES or code == BP_PANEL)
+        ):
+            return code
     return None
 
 

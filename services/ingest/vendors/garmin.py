@@ -41,7 +41,7 @@ from services.ingest.vendors.wire import (
 )
 from shared.vitals import Metric
 
-_PULL_HOST = "apis.garmin.com"  # ping callbacks are fetched with the user's token: never elsewhere
+PULL_ORIGIN = "https://apis.garmin.com"  # ping callbacks carry the user's token: never elsewhere
 
 # Push types Garmin sends that carry nothing we alert on: mapped to an empty batch, not an error.
 _UNCARRIED = frozenset(
@@ -105,14 +105,17 @@ class GarminBatch:
     ignored: dict[str, int] = field(default_factory=dict)  # records per type we do not carry
 
 
-def map_push(summary_type: str, body: dict[str, Any]) -> GarminBatch:
+def map_push(
+    summary_type: str, body: dict[str, Any], *, pull_origin: str = PULL_ORIGIN
+) -> GarminBatch:
     """Map the records of one summary type (e.g. the type a per-type webhook URL receives)."""
     canonical = _TYPE_ALIASES.get(summary_type, summary_type)
     if canonical not in _KNOWN:
         raise PayloadError(summary_type, "is not a Garmin summary type we know")
-    key = canonical if canonical in body else summary_type
+    doc = as_object(body, ROOT)
+    key = canonical if canonical in doc else summary_type
     batch = GarminBatch()
-    _map_type(canonical, need(as_object(body, ROOT), key, ROOT), key, batch)
+    _map_type(canonical, need(doc, key, ROOT), key, batch, pull_origin)
     return batch
 
 
@@ -122,13 +125,15 @@ def map_push_body(body: Any) -> GarminBatch:
     for key, records in as_object(body, ROOT).items():
         canonical = _TYPE_ALIASES.get(key, key)
         if canonical in _KNOWN:
-            _map_type(canonical, records, key, batch)
+            _map_type(canonical, records, key, batch, PULL_ORIGIN)
         else:  # a type Garmin added after this was written: count it, do not fail the push
             batch.ignored[key] = batch.ignored.get(key, 0) + len(as_list(records, key))
     return batch
 
 
-def _map_type(summary_type: str, records: object, path: str, batch: GarminBatch) -> None:
+def _map_type(
+    summary_type: str, records: object, path: str, batch: GarminBatch, pull_origin: str
+) -> None:
     rows = as_list(records, path)
     if summary_type in _UNCARRIED:
         batch.ignored[summary_type] = batch.ignored.get(summary_type, 0) + len(rows)
@@ -141,7 +146,7 @@ def _map_type(summary_type: str, records: object, path: str, batch: GarminBatch)
         elif summary_type == "userPermissionsChange":
             batch.notices.append(_permissions(record, record_path))
         elif "callbackURL" in record:
-            batch.pulls.append(_pull(summary_type, record, record_path))
+            batch.pulls.append(_pull(summary_type, record, record_path, pull_origin))
         else:
             _MAPPERS[summary_type](record, record_path, batch.samples)
 
@@ -153,7 +158,7 @@ def _permissions(record: dict[str, Any], path: str) -> GarminPermissionsChange:
     return GarminPermissionsChange(need_str(record, "userId", path), names)
 
 
-def _pull(summary_type: str, record: dict[str, Any], path: str) -> GarminPull:
+def _pull(summary_type: str, record: dict[str, Any], path: str, origin: str) -> GarminPull:
     url_path = at(path, "callbackURL")
     url = need_str(record, "callbackURL", path)
     try:
@@ -162,9 +167,15 @@ def _pull(summary_type: str, record: dict[str, Any], path: str) -> GarminPull:
     except ValueError as exc:
         raise PayloadError(url_path, "is not a URL") from exc
     # Following a callback sends the user's OAuth token: only ever to Garmin's API host, over TLS.
-    trusted = parts.scheme == "https" and parts.hostname == _PULL_HOST and port in (None, 443)
+    want = urlsplit(origin)
+    default_port = {"https": 443, "http": 80}.get(want.scheme)
+    trusted = (
+        parts.scheme == want.scheme
+        and parts.hostname == want.hostname
+        and (port or default_port) == (want.port or default_port)
+    )
     if not trusted or parts.username is not None:
-        raise PayloadError(url_path, f"must be an https://{_PULL_HOST}/ URL")
+        raise PayloadError(url_path, f"must be a {origin}/ URL")
     return GarminPull(need_str(record, "userId", path), summary_type, url)
 
 
