@@ -156,7 +156,7 @@ class VendorPuller:
                 vendor_user=conn.vendor_user,
                 tokens=tokens,
                 data_type=event.kind,
-                filter_expr=interval_filter(event.detail["start"], event.detail["end"]),
+                filter_expr=interval_filter(event.kind, event.detail["start"], event.detail["end"]),
                 page_token=page,
             )
             samples += google_health.map_data_points(body, health_user_id=conn.vendor_user)
@@ -173,10 +173,13 @@ class VendorPuller:
         return batch.samples
 
 
-def interval_filter(start: str, end: str) -> str:
-    """List filter for one notified interval. UNCONFIRMED: the Google Health API's filter syntax
-    is not in public material we could check; this follows Google's AIP-160 filter style."""
-    return f'sample_time.physical_time >= "{start}" AND sample_time.physical_time < "{end}"'
+def interval_filter(data_type: str, start: str, end: str) -> str:
+    """List filter for one notified interval of a kebab-case data type. UNCONFIRMED: the Google
+    Health API's filter syntax is not in public material we could check; this follows Google's
+    AIP-160 style, the field qualified by the snake_case data type (as in the v4 reference's
+    `heart_rate.sample_time.physical_time >= "..."` example, see google_health_api.py)."""
+    field = f"{data_type.replace('-', '_')}.sample_time.physical_time"
+    return f'{field} >= "{start}" AND {field} < "{end}"'
 
 
 def _next_page(body: Any) -> str | None:

@@ -1,0 +1,170 @@
+"""Garmin push end to end: garmin-client-id, offset maps into readings.v1, idempotent re-pushes,
+unknown and deregistered users and implausible values onto deadletter.v1, and refused bodies."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from tests.fakes.idp import FakeIdP
+from tests.integration.test_ingest_webhooks import (
+    GARMIN_CLIENT_ID,
+    START,
+    Ingest,
+    dead_letters,
+    garmin_dailies,
+    garmin_push,
+    ingest_service,
+    readings,
+)
+
+pytestmark = pytest.mark.integration
+USER = "4aacafe8-2427-4c25-9f9c-9592d0c06768"
+PATIENT = "pt-garmin-1"
+MAX_BODY = 16_384
+HEART_RATE = {"0": 61, "15": 64, "30": 0, "45": 118}  # 0 is "no reading"
+PUBLISHED = {k: v for k, v in HEART_RATE.items() if v > 0}
+
+
+@pytest.fixture
+async def ingest(broker: str, idp: FakeIdP, tmp_path: Path) -> AsyncIterator[Ingest]:
+    async with ingest_service(broker, idp, tmp_path, ingest_max_body_bytes=MAX_BODY) as service:
+        await service.connect({"vendor": "garmin", "vendor_user_id": USER, "patient_id": PATIENT})
+        yield service
+
+
+def dailies(
+    summary_id: str = "sd-1", *, user: str = USER, samples: dict[str, float] | None = None
+) -> bytes:
+    """A dailies push for USER (by default) with the HEART_RATE offset map."""
+    return garmin_dailies(user, summary_id, start=START, heart_rate=samples or HEART_RATE)
+
+
+@pytest.mark.parametrize(
+    "client_id", [GARMIN_CLIENT_ID.upper(), "", None], ids=["wrong", "empty", "missing"]
+)
+async def test_a_push_without_our_garmin_client_id_is_401_and_publishes_nothing(
+    ingest: Ingest, client_id: str | None
+) -> None:
+    headers = {} if client_id is None else {"garmin-client-id": client_id}
+    response = await ingest.post("/v1/webhooks/garmin/dailies", content=dailies(), headers=headers)
+    assert response.status_code == 401, response.text
+    assert await readings(ingest) == []
+    assert await dead_letters(ingest) == []
+
+
+async def test_an_offset_map_push_publishes_one_reading_per_sample(ingest: Ingest) -> None:
+    response = await garmin_push(ingest, dailies())
+    assert response.status_code == 200, response.text
+    assert response.json()["accepted"] == len(PUBLISHED)
+    published = await readings(ingest)
+    start = datetime.fromtimestamp(START, UTC)
+    assert sorted((r.measured_at, r.value) for r in published) == [
+        (start + timedelta(seconds=int(offset)), bpm) for offset, bpm in PUBLISHED.items()
+    ]
+    for reading in published:
+        assert (reading.metric, reading.unit, reading.code) == ("heart_rate", "/min", "8867-4")
+        assert (reading.patient_id, reading.source) == (PATIENT, "garmin")
+
+
+async def test_an_epochs_push_publishes_the_mean_heart_rate_at_the_bucket_start(
+    ingest: Ingest,
+) -> None:
+    record = {
+        "userId": USER,
+        "summaryId": "se-1",
+        "startTimeInSeconds": START,
+        "startTimeOffsetInSeconds": -10800,
+        "durationInSeconds": 900,
+        "meanHeartRateInBeatsPerMinute": 77,
+        "maxHeartRateInBeatsPerMinute": 101,
+    }
+    body = json.dumps({"epochs": [record]}).encode()
+    response = await garmin_push(ingest, body, summary_type="epochs")
+    assert response.status_code == 200, response.text
+    [reading] = await readings(ingest)
+    assert (reading.measured_at, reading.value, reading.unit) == (
+        datetime.fromtimestamp(START, UTC),
+        77,
+        "/min",
+    )
+
+
+async def test_the_same_push_again_publishes_the_same_reading_ids(ingest: Ingest) -> None:
+    assert (await garmin_push(ingest, dailies())).status_code == 200
+    first = {r.reading_id for r in await readings(ingest)}
+    again = await garmin_push(ingest, dailies())
+    assert again.status_code == 200, again.text
+    assert {r.reading_id for r in await readings(ingest)} == first
+    assert len(first) == len(PUBLISHED)
+
+
+async def test_a_push_for_an_unknown_user_is_acknowledged_and_dead_lettered(
+    ingest: Ingest,
+) -> None:
+    response = await garmin_push(ingest, dailies(user="not-connected"))
+    assert response.status_code == 200, response.text
+    assert response.json()["dead_lettered"] == len(PUBLISHED)
+    assert await readings(ingest) == []
+    [letter] = await dead_letters(ingest)
+    assert (letter.reason, letter.key) == ("unknown_vendor_user", "garmin:not-connected")
+    assert len(json.loads(letter.payload)) == len(PUBLISHED)  # kept for a replay
+
+
+async def test_after_a_deregistration_the_connection_is_revoked_and_pushes_dead_lettered(
+    ingest: Ingest,
+) -> None:
+    body = json.dumps({"deregistrations": [{"userId": USER}]}).encode()
+    response = await garmin_push(ingest, body, summary_type="deregistrations")
+    assert response.status_code == 200, response.text
+    assert (await ingest.connection(USER))["status"] == "revoked"
+    later = await garmin_push(ingest, dailies())
+    assert later.status_code == 200, later.text
+    assert await readings(ingest) == []
+    [letter] = await dead_letters(ingest)
+    assert letter.reason == "connection_revoked"
+
+
+async def test_an_implausible_value_is_dead_lettered_and_the_valid_samples_published(
+    ingest: Ingest,
+) -> None:
+    samples = {"0": 70, "15": 400, "30": 72}
+    response = await garmin_push(ingest, dailies(samples=samples))
+    assert response.status_code == 200, response.text
+    assert (response.json()["accepted"], response.json()["dead_lettered"]) == (2, 1)
+    assert sorted(r.value for r in await readings(ingest)) == [70, 72]
+    [letter] = await dead_letters(ingest)
+    assert letter.reason == "invalid_value"
+    assert "heart_rate" in letter.detail
+    assert [s["value"] for s in json.loads(letter.payload)] == [400]
+
+
+@pytest.mark.parametrize(
+    ("summary_type", "content", "content_type", "status", "needle"),
+    [
+        ("sleepyTime", b'{"sleepyTime": []}', "application/json", 422, "sleepyTime"),
+        ("dailies", b'{"dailies": [', "application/json", 400, "JSON"),
+        ("dailies", b"dailies=1", "application/x-www-form-urlencoded", 415, "application/json"),
+        ("dailies", b" " * (MAX_BODY + 1), "application/json", 413, "body_too_large"),
+    ],
+    ids=["unknown-summary-type", "malformed-json", "wrong-content-type", "too-large"],
+)
+async def test_a_push_garmin_cannot_have_meant_is_refused_naming_the_problem(
+    ingest: Ingest,
+    summary_type: str,
+    content: bytes,
+    content_type: str,
+    status: int,
+    needle: str,
+) -> None:
+    response = await garmin_push(
+        ingest, content, summary_type=summary_type, headers={"Content-Type": content_type}
+    )
+    assert response.status_code == status, response.text
+    assert needle in response.text
+    assert await readings(ingest) == []
+    assert await dead_letters(ingest) == []
