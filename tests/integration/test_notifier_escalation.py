@@ -1,0 +1,252 @@
+"""Escalation, acknowledgement and resolution on real parts: timers in the database with second-
+scale delays, acks over the API and from signed Slack buttons, every message updated at the end."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import select
+
+from services.notifier.adapters.tables import alerts
+from shared.events import AlertKind, Purpose, Severity
+from tests.conftest import bearer
+from tests.fakes.idp import FakeIdP
+from tests.fakes.slack import FakeSlack, block_actions_payload, signed_interaction
+from tests.fakes.twilio import FakeTwilio
+from tests.services.notifier.harness import (
+    SIGNING_SECRET,
+    Service,
+    api,
+    db_settings,
+    eventually,
+    publish_alerts,
+    publish_consent,
+    put_contact,
+    routing_file,
+    running,
+    settings,
+    sqlite_db,
+    twilio_messages_to,
+)
+from tests.services.notifier.support import PATIENT_PHONE, alert_event, consent_event
+
+pytestmark = pytest.mark.integration
+ANA, MAX = "+5511900000001", "+5511900000002"
+
+
+@pytest.fixture
+def twilio() -> Iterator[FakeTwilio]:
+    fake = FakeTwilio().start()
+    try:
+        yield fake
+    finally:
+        fake.stop()
+
+
+def updates_saying(slack: FakeSlack, text: str) -> list[Any]:
+    """chat.update calls whose body mentions `text`."""
+    return [u for u in list(slack.updates) if text in str(u.body)]
+
+
+async def main_post(slack: FakeSlack, patient: str) -> Any:
+    """The alert's main Slack message, once posted."""
+    assert await asyncio.to_thread(
+        slack.wait_for,
+        lambda calls: any(patient in str(c.body) and "thread_ts" not in c.body for c in calls),
+        10,
+    )
+    return next(c for c in slack.calls if patient in str(c.body) and "thread_ts" not in c.body)
+
+
+async def next_wake(service: Service, alert_id: str) -> Any:
+    async with service.notifier.store.reading() as conn:
+        query = select(alerts.c.next_wake_at).where(alerts.c.alert_id == alert_id)
+        return (await conn.execute(query)).scalar_one()
+
+
+async def test_an_unanswered_red_alert_climbs_to_the_manager(
+    broker: str,
+    idp: FakeIdP,
+    database: dict[str, Any],
+    tmp_path: Path,
+    fake_slack: FakeSlack,
+    twilio: FakeTwilio,
+) -> None:
+    config = settings(
+        broker=broker,
+        idp=idp,
+        db=db_settings(database),
+        slack=fake_slack,
+        twilio=twilio,
+        routing=routing_file(tmp_path),
+    )
+    async with running(config, fake_slack, twilio) as service:
+        opened = time.monotonic()
+        await publish_alerts(broker, alert_event(patient="pt-climb", alert_id="a-climb"))
+        await main_post(fake_slack, "pt-climb")
+        await eventually(lambda: twilio_messages_to(twilio, ANA))
+        agent_at = time.monotonic() - opened
+        await eventually(lambda: twilio_messages_to(twilio, MAX))
+        manager_at = time.monotonic() - opened
+        response = await api(service, "GET", "/v1/alerts/a-climb", bearer(idp, "alerts:read"))
+    assert 2.0 <= agent_at < 4.0 and 4.0 <= manager_at < 6.5
+    detail = response.json()
+    assert (detail["status"], detail["level"]) == ("open", 3)
+    reached = {
+        (d["recipient_kind"], d["recipient"], d["channel"], d["status"])
+        for d in detail["deliveries"]
+        if d["role"] == "post"
+    }
+    assert ("agent", "ana", "sms", "sent") in reached and (
+        "manager",
+        "max",
+        "sms",
+        "sent",
+    ) in reached
+    assert "+55" not in response.text  # the timeline names people, never their numbers
+    assert len(updates_saying(fake_slack, "Escalated to level 3")) >= 1
+
+
+async def test_an_api_ack_stops_the_climb_and_updates_slack(
+    broker: str, idp: FakeIdP, tmp_path: Path, fake_slack: FakeSlack, twilio: FakeTwilio
+) -> None:
+    config = settings(
+        broker=broker,
+        idp=idp,
+        db=sqlite_db(tmp_path),
+        slack=fake_slack,
+        twilio=twilio,
+        routing=routing_file(tmp_path),
+    )
+    async with running(config, fake_slack, twilio) as service:
+        await publish_alerts(broker, alert_event(patient="pt-ack", alert_id="a-ack"))
+        await eventually(lambda: twilio_messages_to(twilio, ANA))  # level 2 reached
+        ack = await api(
+            service,
+            "POST",
+            "/v1/alerts/a-ack/ack",
+            bearer(idp, "alerts:ack"),
+            json={"via": "dashboard"},
+        )
+        assert ack.status_code == 200, ack.text
+        assert ack.json()["status"] == "acknowledged"
+        assert ack.json()["acknowledged_via"] == "dashboard"
+        await eventually(lambda: updates_saying(fake_slack, "Acknowledged by"))
+        assert await next_wake(service, "a-ack") is None  # no timer left: the climb has stopped
+        listed = await api(service, "GET", "/v1/alerts?status=open", bearer(idp, "alerts:read"))
+        unknown = await api(service, "POST", "/v1/alerts/nope/ack", bearer(idp, "alerts:ack"))
+        no_scope = await api(service, "POST", "/v1/alerts/a-ack/ack", bearer(idp, "alerts:read"))
+    assert twilio_messages_to(twilio, MAX) == []
+    assert [a["alert_id"] for a in listed.json()["alerts"]] == ["a-ack"]
+    assert (unknown.status_code, no_scope.status_code) == (404, 403)
+
+
+async def test_slack_buttons_are_signed_and_only_mapped_agents_may_press_them(
+    broker: str, idp: FakeIdP, tmp_path: Path, fake_slack: FakeSlack, twilio: FakeTwilio
+) -> None:
+    config = settings(
+        broker=broker,
+        idp=idp,
+        db=sqlite_db(tmp_path),
+        slack=fake_slack,
+        twilio=twilio,
+        routing=routing_file(tmp_path),
+    )
+    async with running(config, fake_slack, twilio) as service:
+        await publish_alerts(broker, alert_event(patient="pt-btn", alert_id="a-btn"))
+        post = await main_post(fake_slack, "pt-btn")
+        payload = block_actions_payload(action_id="alert_ack", value="a-btn", message_ts=post.ts)
+        now = int(time.time())
+
+        async def press(body_payload: dict[str, Any], secret: str, at: int) -> httpx.Response:
+            body, headers = signed_interaction(body_payload, secret, at)
+            return await api(service, "POST", "/v1/slack/interactions", headers, content=body)
+
+        forged = await press(payload, "not-the-secret", now)
+        stale = await press(payload, SIGNING_SECRET, now - 301)
+        stranger = await press(payload | {"user": {"id": "U0STRANGER"}}, SIGNING_SECRET, now)
+        still_open = await api(service, "GET", "/v1/alerts/a-btn", bearer(idp, "alerts:read"))
+        pressed = await press(payload, SIGNING_SECRET, now)
+        await eventually(lambda: updates_saying(fake_slack, "<@U0NURSE01>"))
+        after = await api(service, "GET", "/v1/alerts/a-btn", bearer(idp, "alerts:read"))
+    assert (forged.status_code, stale.status_code) == (401, 401)
+    assert stranger.status_code == 200 and "not on the on-call roster" in stranger.json()["text"]
+    assert still_open.json()["status"] == "open"
+    assert pressed.status_code == 200
+    assert (after.json()["status"], after.json()["acknowledged_by"]) == ("acknowledged", "ana")
+    assert after.json()["acknowledged_via"] == "slack"
+    (update,) = [u for u in fake_slack.updates if u.ts == post.ts and "<@U0NURSE01>" in str(u.body)]
+    buttons = [b for b in update.body["blocks"] if b["type"] == "actions"]
+    assert "Acknowledge" not in str(buttons)  # an acknowledged alert offers Escalate and Resolve
+
+
+async def test_resolution_updates_every_message_sent(
+    broker: str, idp: FakeIdP, tmp_path: Path, fake_slack: FakeSlack, twilio: FakeTwilio
+) -> None:
+    config = settings(
+        broker=broker,
+        idp=idp,
+        db=sqlite_db(tmp_path),
+        slack=fake_slack,
+        twilio=twilio,
+        routing=routing_file(tmp_path),
+    )
+    async with running(config, fake_slack, twilio) as service:
+        await publish_consent(broker, consent_event("pt-res", Purpose.NOTIFICATIONS, True))
+        await eventually(lambda: service.notifier.consent.tenant_of("pt-res"))
+        await put_contact(
+            service, idp, "pt-res", phone=PATIENT_PHONE, preferred_channels=["sms"], language="en"
+        )
+        await publish_alerts(broker, alert_event(patient="pt-res", alert_id="a-res"))
+        post = await main_post(fake_slack, "pt-res")
+        await eventually(lambda: twilio_messages_to(twilio, ANA))
+        resolved = alert_event(
+            "e-res",
+            patient="pt-res",
+            alert_id="a-res",
+            kind=AlertKind.RESOLVED,
+            severity=Severity.GREEN,
+            value=80,
+        )
+        await publish_alerts(broker, resolved)
+        await eventually(
+            lambda: [u for u in updates_saying(fake_slack, "Resolved") if u.ts == post.ts]
+        )
+        await eventually(lambda: len(twilio_messages_to(twilio, PATIENT_PHONE)) == 2)
+        await eventually(lambda: len(twilio_messages_to(twilio, ANA)) == 2)
+    patient = [m["body"] for m in twilio_messages_to(twilio, PATIENT_PHONE)]
+    assert "care team has been notified" in patient[0] and "closed" in patient[1]
+    assert "140" not in " ".join(patient)  # no reading on a phone
+    assert "resolved" in twilio_messages_to(twilio, ANA)[1]["body"]
+    assert twilio_messages_to(twilio, MAX) == []  # the climb stopped at the resolution
+
+
+async def test_withdrawn_monitoring_consent_cancels_the_alert_in_slack(
+    broker: str, idp: FakeIdP, tmp_path: Path, fake_slack: FakeSlack, twilio: FakeTwilio
+) -> None:
+    config = settings(
+        broker=broker,
+        idp=idp,
+        db=sqlite_db(tmp_path),
+        slack=fake_slack,
+        twilio=twilio,
+        routing=routing_file(tmp_path),
+    )
+    async with running(config, fake_slack, twilio) as service:
+        await publish_alerts(broker, alert_event(patient="pt-rev", alert_id="a-rev"))
+        post = await main_post(fake_slack, "pt-rev")
+        await publish_consent(broker, consent_event("pt-rev", Purpose.MONITORING, False))
+        await eventually(
+            lambda: [u for u in updates_saying(fake_slack, "consent withdrawn") if u.ts == post.ts]
+        )
+        detail = await api(service, "GET", "/v1/alerts/a-rev", bearer(idp, "alerts:read"))
+    assert detail.json()["status"] == "cancelled"
+    update = next(u for u in fake_slack.updates if u.ts == post.ts)
+    assert "140" not in str(update.body)  # a cancelled alert shows no reading
+    assert twilio_messages_to(twilio, ANA) == []  # the climb never reached level 2

@@ -1,0 +1,256 @@
+"""The delivery worker against in-memory channel senders (fakes of the ChannelSender port): sends
+once, retries with backoff, honours Retry-After, falls over, dead-letters, keeps Slack in order."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from prometheus_client import CollectorRegistry
+from sqlalchemy import select
+
+from services.notifier.adapters.contacts import is_disabled
+from services.notifier.adapters.dispatcher import Dispatcher
+from services.notifier.adapters.metrics import DeliveryMetrics
+from services.notifier.adapters.outcomes import Outcomes
+from services.notifier.adapters.rate_limit import ChannelPacer
+from services.notifier.adapters.scheduler import Scheduler
+from services.notifier.adapters.tables import outbox
+from services.notifier.domain import RetryPolicy, slack_alert_message
+from services.notifier.errors import PermanentDeliveryError, TransientDeliveryError
+from services.notifier.handlers import Notifier
+from services.notifier.ports import Channel, Delivery, Receipt
+from shared.events import DeadLetter, Purpose
+from tests.services.notifier.support import (
+    Clock,
+    alert_event,
+    alert_row,
+    consent_event,
+    feed,
+    make_notifier,
+    rows,
+    set_contact,
+    summary,
+    timeline_kinds,
+)
+
+Script = Callable[[Delivery], Exception | None]
+
+
+class FakeSender:
+    """A ChannelSender that records what it accepted; `script` may refuse a delivery."""
+
+    def __init__(self, channel: Channel, script: Script | None = None) -> None:
+        self.channel = channel
+        self.accepted: list[Delivery] = []
+        self.script = script
+
+    async def send(self, delivery: Delivery) -> Receipt:
+        error = self.script(delivery) if self.script else None
+        if error is not None:
+            raise error
+        self.accepted.append(delivery)
+        ref = delivery.update_ref or f"C0CAREALERT:{len(self.accepted)}.000"
+        return Receipt(provider_ref=ref, latency_s=0.01)
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+async def n(tmp_path: Path, clock: Clock) -> Notifier:
+    notifier = await make_notifier(f"sqlite:///{tmp_path}/n.db", clock)
+    await set_contact(notifier)
+    return notifier
+
+
+@pytest.fixture
+def senders() -> dict[Channel, FakeSender]:
+    return {c: FakeSender(c) for c in (Channel.SLACK, Channel.SMS, Channel.PUSH)}
+
+
+@pytest.fixture
+def dispatcher(n: Notifier, senders: dict[Channel, FakeSender]) -> Dispatcher:
+    outcomes = Outcomes(
+        policy=RetryPolicy(base=timedelta(seconds=1), cap=timedelta(seconds=8), max_attempts=3),
+        ops_channel="#care-ops",
+        metrics=DeliveryMetrics(CollectorRegistry()),
+        rand=lambda: 1.0,
+    )
+    return Dispatcher(
+        store=n.store,
+        senders=senders,
+        outcomes=outcomes,
+        pacer=ChannelPacer(rate=1000, burst=100),
+        consent=n.consent,
+        render=lambda a: slack_alert_message(a.snapshot, a.last_event, dashboard_url="http://d/"),
+        concurrency=8,
+        claim_ttl_s=60,
+        poll_s=1,
+    )
+
+
+async def test_each_queued_message_is_sent_once(
+    n: Notifier, dispatcher: Dispatcher, senders: dict[Channel, FakeSender]
+) -> None:
+    await feed(n, alert_event())
+    assert await dispatcher.drain_once() == 2
+    assert await dispatcher.drain_once() == 0
+    (post,) = senders[Channel.SLACK].accepted
+    assert post.recipient == "#care-alerts" and post.update_ref is None
+    assert any(b["type"] == "actions" for b in post.slack["blocks"])  # type: ignore[index]
+    (sms,) = senders[Channel.SMS].accepted
+    assert sms.recipient == "+5511988887777" and "140" not in sms.text  # no value to a phone
+    assert [r.status for r in await rows(n)] == ["sent", "sent"]
+    assert (await alert_row(n)).slack_ref == "C0CAREALERT:1.000"
+    assert (await timeline_kinds(n)).count("delivered") == 2
+
+
+async def test_edits_and_replies_refer_to_their_post_once_it_is_sent(
+    n: Notifier, clock: Clock, dispatcher: Dispatcher, senders: dict[Channel, FakeSender]
+) -> None:
+    await feed(n, alert_event())
+    clock.advance(2)
+    await Scheduler(n, poll_s=1).tick()  # escalation queues update + reply of the unsent post
+    await dispatcher.drain_once()
+    clock.advance(1)
+    await dispatcher.drain_once()
+    assert {r.status for r in await rows(n)} == {"sent"}
+    post, *later = senders[Channel.SLACK].accepted
+    assert post.update_ref is None and post.thread_ref is None
+    (update,) = [d for d in later if d.update_ref]
+    (reply,) = [d for d in later if d.thread_ref]
+    assert update.update_ref == reply.thread_ref == "C0CAREALERT:1.000"
+    assert "Escalated to level 2" in update.text and "Escalated to level 2" in reply.text
+
+
+async def test_an_update_waits_while_its_post_is_retried(
+    n: Notifier, clock: Clock, dispatcher: Dispatcher, senders: dict[Channel, FakeSender]
+) -> None:
+    failures = [TransientDeliveryError("503")]
+    senders[Channel.SLACK].script = lambda d: failures.pop() if failures else None
+    await feed(n, alert_event())
+    clock.advance(2)
+    await Scheduler(n, poll_s=1).tick()
+    await dispatcher.drain_once()
+    by_role = {r.role: r for r in await rows(n) if r.channel is Channel.SLACK}
+    assert by_role["post"].status == "pending" and by_role["post"].attempts == 1
+    assert by_role["update"].status == "pending" and by_role["update"].attempts == 0
+    clock.advance(0.1)
+    await dispatcher.drain_once()  # the post is still waiting out its backoff: so is the update
+    assert senders[Channel.SLACK].accepted == []
+    clock.advance(5)
+    await dispatcher.drain_once()
+    clock.advance(1)
+    await dispatcher.drain_once()
+    slack = senders[Channel.SLACK].accepted
+    assert slack[0].update_ref is None and len(slack) == 3
+
+
+async def test_a_transient_failure_is_retried_with_backoff(
+    n: Notifier, clock: Clock, dispatcher: Dispatcher, senders: dict[Channel, FakeSender]
+) -> None:
+    failures = [TransientDeliveryError("503"), TransientDeliveryError("503")]
+    senders[Channel.SMS].script = lambda d: failures.pop() if failures else None
+    await feed(n, alert_event())
+    await dispatcher.drain_once()
+    sms = (await rows(n))[1]
+    assert (sms.status, sms.attempts) == ("pending", 1)
+    assert sms.next_attempt_at == clock.now + timedelta(seconds=1)  # base x 2^0 (rand = 1)
+    clock.advance(1)
+    await dispatcher.drain_once()
+    assert (await rows(n))[1].next_attempt_at == clock.now + timedelta(seconds=2)  # doubled
+    clock.advance(2)
+    await dispatcher.drain_once()
+    assert [(r.status, r.attempts) for r in await rows(n)][1] == ("sent", 3)
+    assert len(senders[Channel.SMS].accepted) == 1
+
+
+async def test_retry_after_is_honoured(
+    n: Notifier, clock: Clock, dispatcher: Dispatcher, senders: dict[Channel, FakeSender]
+) -> None:
+    failures = [TransientDeliveryError("429", retry_after_s=30)]
+    senders[Channel.SMS].script = lambda d: failures.pop() if failures else None
+    await feed(n, alert_event())
+    await dispatcher.drain_once()
+    assert (await rows(n))[1].next_attempt_at == clock.now + timedelta(seconds=30)
+
+
+async def test_a_permanent_refusal_falls_over_to_the_next_channel_at_once(
+    n: Notifier, clock: Clock, dispatcher: Dispatcher, senders: dict[Channel, FakeSender]
+) -> None:
+    refusal = PermanentDeliveryError("twilio refused: 21610", code="21610", disable_recipient=True)
+    senders[Channel.SMS].script = lambda d: refusal if d.recipient == "+5511900000001" else None
+    await feed(n, alert_event())
+    await dispatcher.drain_once()
+    clock.advance(2)
+    await Scheduler(n, poll_s=1).tick()  # level 2: Ana by SMS, then push
+    await dispatcher.drain_once()
+    await dispatcher.drain_once()
+    people = [r for r in await rows(n) if r.recipient_label == "ana"]
+    assert [(r.channel.value, r.status) for r in people] == [("sms", "failed"), ("push", "sent")]
+    assert [d.recipient for d in senders[Channel.PUSH].accepted] == ["tok-ana"]
+    async with n.store.reading() as conn:
+        assert await is_disabled(conn, Channel.SMS, "+5511900000001")
+    assert "fallback" in await timeline_kinds(n)
+
+
+async def test_every_channel_failing_dead_letters_and_tells_ops(
+    n: Notifier, clock: Clock, dispatcher: Dispatcher, senders: dict[Channel, FakeSender]
+) -> None:
+    senders[Channel.SMS].script = lambda d: PermanentDeliveryError("refused", code="21211")
+    await feed(n, alert_event())
+    await dispatcher.drain_once()
+    await dispatcher.drain_once()  # the ops notice
+    assert summary(await rows(n))[1:] == [
+        ("post", "sms", "patient", "pt-1", "dead"),
+        ("post", "slack", "ops", "#care-ops", "sent"),
+    ]
+    notice = senders[Channel.SLACK].accepted[-1]
+    assert notice.recipient == "#care-ops" and "a-1" in notice.text
+    assert "+55" not in notice.text
+    async with n.store.reading() as conn:
+        (payload,) = (await conn.execute(select(outbox.c.payload))).scalars().all()
+    letter = DeadLetter.model_validate_json(payload)
+    assert letter.reason == "delivery_failed" and "21211" in letter.detail
+    assert json.loads(letter.payload)["recipient"] == "pt-1"
+    assert "+55" not in letter.payload
+
+
+async def test_transient_failures_use_up_attempts_then_fall_over(
+    n: Notifier, clock: Clock, dispatcher: Dispatcher, senders: dict[Channel, FakeSender]
+) -> None:
+    await set_contact(n, push_tokens=["tok-patient"], preferred_channels=["sms", "push"])
+    senders[Channel.SMS].script = lambda d: TransientDeliveryError("down")
+    await feed(n, alert_event())
+    for _ in range(3):
+        await dispatcher.drain_once()
+        clock.advance(10)
+    await dispatcher.drain_once()
+    people = [(r.channel.value, r.status, r.attempts) for r in await rows(n)][1:]
+    assert people == [("sms", "failed", 3), ("push", "sent", 1)]
+
+
+async def test_a_patient_message_is_dropped_when_consent_goes_before_it_is_sent(
+    n: Notifier, dispatcher: Dispatcher, senders: dict[Channel, FakeSender]
+) -> None:
+    await feed(n, alert_event())
+    n.consent.apply(consent_event("pt-1", Purpose.NOTIFICATIONS, False))
+    await dispatcher.drain_once()
+    assert senders[Channel.SMS].accepted == []
+    assert [r.status for r in await rows(n)] == ["sent", "cancelled"]
+
+
+async def test_an_unconfigured_channel_counts_as_a_refusal(
+    n: Notifier, dispatcher: Dispatcher, senders: dict[Channel, FakeSender]
+) -> None:
+    del senders[Channel.SMS]
+    await feed(n, alert_event())
+    await dispatcher.drain_once()
+    sms = (await rows(n))[1]
+    assert (sms.status, sms.last_error) == ("dead", "permanent: channel_not_configured")

@@ -1,0 +1,135 @@
+"""The notifier database on SQLite and PostgreSQL: migrations, exclusive claims, abandoned claims,
+idempotency keys, lost races on an alert."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import replace
+from datetime import timedelta
+from functools import partial
+from typing import Any
+
+import pytest
+from sqlalchemy import inspect
+
+from services.notifier.adapters import deliveries
+from services.notifier.adapters.store import StaleAlertError, Tx
+from services.notifier.app import MIGRATIONS
+from services.notifier.handlers import Notifier
+from services.notifier.ports import Channel
+from services.notifier.records import NewDelivery
+from shared.db import migrate
+from tests.services.notifier.support import Clock, alert_event, alert_row, feed, make_notifier
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+async def n(database: dict[str, Any], clock: Clock) -> Notifier:
+    return await make_notifier(
+        database["database_url"], clock, schema=database.get("database_schema")
+    )
+
+
+async def claim(tx: Tx, *, ids: list[int]) -> list[Any]:
+    return await deliveries.claim(tx, ids, until=tx.now + timedelta(seconds=60))
+
+
+def new(i: int, alert_id: str = "a-1") -> NewDelivery:
+    return NewDelivery(
+        key=f"key-{i}",
+        alert_id=alert_id,
+        patient_id="pt-1",
+        event="red.level1",
+        role="post",
+        channel=Channel.SMS,
+        recipient=f"+55119000000{i:02d}",
+        recipient_kind="agent",
+        recipient_label=f"agent-{i}",
+        payload={"text": "hi"},
+    )
+
+
+async def test_migrations_use_their_own_version_table_and_rerun_cleanly(n: Notifier) -> None:
+    await migrate(n.store.engine, MIGRATIONS)
+    async with n.store.reading() as conn:
+        names = await conn.run_sync(lambda c: inspect(c).get_table_names())
+    assert {"alembic_version_notifier", "notifier_alerts", "notifier_deliveries"} <= set(names)
+
+
+async def test_the_same_send_is_queued_once(n: Notifier) -> None:
+    async with n.store.transaction() as tx:
+        await deliveries.queue(tx, [new(1), new(1), new(2)])
+    async with n.store.transaction() as tx:
+        await deliveries.queue(tx, [new(1)])
+    async with n.store.reading() as conn:
+        assert [r.key for r in await deliveries.of_alert(conn, "a-1")] == ["key-1", "key-2"]
+
+
+async def test_two_dispatchers_never_claim_the_same_row(
+    database: dict[str, Any], n: Notifier, clock: Clock
+) -> None:
+    async with n.store.transaction() as tx:
+        await deliveries.queue(tx, [new(i) for i in range(60)])
+    other = await make_notifier(
+        database["database_url"], clock, schema=database.get("database_schema")
+    )
+
+    async def drain(notifier: Notifier) -> list[int]:
+        claimed: list[int] = []
+        while True:
+            async with notifier.store.reading() as conn:
+                ids = await deliveries.due_ids(conn, now=clock.now, limit=4)
+            if not ids:
+                return claimed
+            rows = await notifier.store.atomically(partial(claim, ids=ids))
+            claimed += [r.id for r in rows]
+
+    claims = await asyncio.gather(drain(n), drain(other), drain(n), drain(other))
+    everything = [row_id for claimed in claims for row_id in claimed]
+    assert len(everything) == 60 and len(set(everything)) == 60
+    await other.store.engine.dispose()
+
+
+async def test_an_abandoned_claim_is_claimed_again_after_its_deadline(
+    n: Notifier, clock: Clock
+) -> None:
+    async with n.store.transaction() as tx:
+        await deliveries.queue(tx, [new(1)])
+
+    async def due() -> list[int]:
+        async with n.store.reading() as conn:
+            return await deliveries.due_ids(conn, now=clock.now, limit=10)
+
+    (first,) = await n.store.atomically(partial(claim, ids=await due()))
+    assert await due() == []  # still held
+    assert await n.store.atomically(partial(claim, ids=[first.id])) == []
+    clock.advance(61)  # the instance that held it died
+    (again,) = await n.store.atomically(partial(claim, ids=await due()))
+    assert again.id == first.id and again.claim_token != first.claim_token
+    async with n.store.transaction() as tx:  # the late first holder cannot record anything
+        assert not await deliveries.finish(tx, first, status="sent")
+        assert await deliveries.finish(tx, again, status="sent")
+
+
+async def test_a_write_that_lost_a_race_on_an_alert_runs_again(n: Notifier) -> None:
+    await feed(n, alert_event())
+    stale = await alert_row(n)
+    async with n.store.transaction() as tx:
+        await tx.save_alert(replace(stale, acknowledged_via="api"))
+    with pytest.raises(StaleAlertError):
+        async with n.store.transaction() as tx:
+            await tx.save_alert(stale)
+    runs: list[int] = []
+
+    async def work(tx: Tx) -> None:
+        runs.append(1)
+        row = stale if len(runs) == 1 else await tx.alert("a-1")
+        assert row is not None
+        await tx.save_alert(row)
+
+    await n.store.atomically(work)
+    assert len(runs) == 2
