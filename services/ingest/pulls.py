@@ -12,7 +12,7 @@ from typing import Any
 import structlog
 
 from services.ingest.adapters.fitbit_api import FitbitApiClient
-from services.ingest.adapters.garmin_api import GarminApiClient
+from services.ingest.adapters.garmin_api import GarminApiClient, UntrustedCallbackError
 from services.ingest.adapters.google_health_api import GoogleHealthApiClient
 from services.ingest.adapters.vendor_oauth import (
     OAuthTokens,
@@ -100,6 +100,8 @@ class VendorPuller:
             ) from exc
         except VendorRequestError as exc:
             raise UnprocessableEventError("vendor_request_refused", str(exc)) from exc
+        except UntrustedCallbackError as exc:  # never fetchable: retrying would block the partition
+            raise UnprocessableEventError("untrusted_callback_url", str(exc)) from exc
         except PayloadError as exc:
             raise UnprocessableEventError(
                 "vendor_payload_invalid", f"{exc.field}: {exc.message}"
