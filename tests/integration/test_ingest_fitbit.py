@@ -4,6 +4,7 @@ connection's tokens, refresh, 410 and 429, into readings.v1 on the embedded brok
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
@@ -13,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
-from shared.topics import VENDOR_NOTIFICATIONS
+from shared.topics import READINGS, VENDOR_NOTIFICATIONS
 from tests.fakes.fitbit import FakeFitbit, FitbitRequest
 from tests.fakes.idp import FakeIdP
 from tests.integration.test_ingest_webhooks import (
@@ -54,25 +55,32 @@ async def ingest(
         yield service
 
 
-async def connect(ingest: Ingest, fake: FakeFitbit, *, patient: str = PATIENT) -> dict[str, Any]:
+async def connect(
+    ingest: Ingest, fake: FakeFitbit, *, user: str = USER, patient: str = PATIENT
+) -> dict[str, Any]:
     """Grant at the fake and link the account with its tokens and a UTC-3 offset."""
-    fake.set_heart_rate(USER, DAY, SAMPLES)
+    fake.set_heart_rate(user, DAY, SAMPLES)
     return await ingest.connect(
         {
             "vendor": "fitbit",
-            "vendor_user_id": USER,
+            "vendor_user_id": user,
             "patient_id": patient,
-            "tokens": token_body(fake.grant(USER)),
+            "tokens": token_body(fake.grant(user)),
             "utc_offset_minutes": -180,
         }
     )
 
 
 async def notify(
-    ingest: Ingest, fake: FakeFitbit, *, day: str = DAY, signature: str | None = "sign"
+    ingest: Ingest,
+    fake: FakeFitbit,
+    *,
+    user: str = USER,
+    day: str = DAY,
+    signature: str | None = "sign",
 ) -> httpx.Response:
     """POST an `activities` notification, signed as Fitbit does unless told otherwise."""
-    body = fake.notification(USER, day, "activities")
+    body = fake.notification(user, day, "activities")
     headers = {} if signature is None else {"X-Fitbit-Signature": signature}
     if signature == "sign":
         headers["X-Fitbit-Signature"] = fake.sign(body)
@@ -226,6 +234,30 @@ async def test_429_is_retried_after_retry_after_and_then_published(
     assert await dead_letters(ingest) == []
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="DEFECT: VendorPuller sleeps out a 429's Retry-After inside the handler, so one "
+    "user's per-user Fitbit limit (150/user/hour) stalls every user's pulls on the consumer",
+)
+async def test_one_users_rate_limit_does_not_hold_up_other_users_pulls(
+    ingest: Ingest, fitbit: FakeFitbit
+) -> None:
+    fitbit.rate_limit_next, fitbit.retry_after_s, fitbit.rate_limit_reset_s = 1, 20, 20
+    await connect(ingest, fitbit)
+    # OTHER1's key lands on another partition of vendor-notifications.v1 than GGNJL9's.
+    await connect(ingest, fitbit, user="OTHER1", patient="pt-fitbit-2")
+    assert (await notify(ingest, fitbit)).status_code == 204
+    await wait_for_requests(fitbit, lambda rs: any(r.status == 429 for r in rs))
+    assert (await notify(ingest, fitbit, user="OTHER1")).status_code == 204
+    published = await read_topic(
+        ingest.bootstrap,
+        READINGS,
+        until=lambda rs: any(r.patient_id == "pt-fitbit-2" for r in rs),
+        timeout=8,
+    )
+    assert {r.patient_id for r in published} == {"pt-fitbit-2"}
+
+
 async def test_a_pull_for_a_patient_without_consent_is_withheld_and_audited(
     broker: str, idp: FakeIdP, tmp_path: Path, fitbit: FakeFitbit
 ) -> None:
@@ -239,3 +271,45 @@ async def test_a_pull_for_a_patient_without_consent_is_withheld_and_audited(
             ("pt-fitbit-nc", "no_active_consent")
         ]
         assert await readings(ingest) == []
+
+
+async def test_a_refused_refresh_marks_the_connection_needs_reauth_and_dead_letters_the_pull(
+    ingest: Ingest, fitbit: FakeFitbit
+) -> None:
+    await connect(ingest, fitbit)
+    fitbit.grant(USER)  # the user authorized again elsewhere: our refresh token is dead
+    fitbit.expire_access_tokens(USER)
+    assert (await notify(ingest, fitbit)).status_code == 204
+    [letter] = await dead_letters(ingest, count=1)
+    assert letter.reason == "vendor_auth_refused"
+    assert [r.status for r in fitbit.token_requests()] == [400]
+    assert (await ingest.connection(USER))["status"] == "needs_reauth"
+
+
+async def test_a_batched_notification_pulls_each_entry_and_revokes_on_user_revoked_access(
+    ingest: Ingest, fitbit: FakeFitbit
+) -> None:
+    await connect(ingest, fitbit)
+    fitbit.set_spo2(USER, DAY, [(f"{DAY}T03:00:00", 96.5), (f"{DAY}T03:01:00", 0.0)])
+    entries = [
+        json.loads(fitbit.notification(USER, DAY, collection))[0]
+        for collection in ("activities", "sleep", "foods")
+    ]
+    body = json.dumps(entries, separators=(",", ":")).encode()
+    sent = await ingest.post(
+        "/v1/webhooks/fitbit", content=body, headers={"X-Fitbit-Signature": fitbit.sign(body)}
+    )
+    assert sent.status_code == 204, sent.text
+    published = await readings(ingest, count=len(PUBLISHED) + 1)
+    [spo2] = [r for r in published if r.metric == "spo2"]
+    assert (spo2.value, spo2.unit, spo2.code) == (96.5, "%", "59408-5")
+    assert spo2.measured_at == datetime.fromisoformat(f"{DAY}T06:00:00+00:00")
+    revoked = fitbit.notification(USER, DAY, "userRevokedAccess")
+    sent = await ingest.post(
+        "/v1/webhooks/fitbit",
+        content=revoked,
+        headers={"X-Fitbit-Signature": fitbit.sign(revoked)},
+    )
+    assert sent.status_code == 204, sent.text
+    connection = await ingest.connection(USER)
+    assert (connection["status"], connection["status_reason"]) == ("revoked", "userRevokedAccess")

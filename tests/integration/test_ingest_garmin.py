@@ -4,13 +4,19 @@ unknown and deregistered users and implausible values onto deadletter.v1, and re
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
 
+from shared.topics import VENDOR_NOTIFICATIONS
 from tests.fakes.idp import FakeIdP
+from tests.fakes.server import ThreadedServer
 from tests.integration.test_ingest_webhooks import (
     GARMIN_CLIENT_ID,
     START,
@@ -19,6 +25,7 @@ from tests.integration.test_ingest_webhooks import (
     garmin_dailies,
     garmin_push,
     ingest_service,
+    read_topic,
     readings,
 )
 
@@ -38,7 +45,7 @@ async def ingest(broker: str, idp: FakeIdP, tmp_path: Path) -> AsyncIterator[Ing
 
 
 def dailies(
-    summary_id: str = "sd-1", *, user: str = USER, samples: dict[str, float] | None = None
+    summary_id: str = "sd-1", *, user: str = USER, samples: Mapping[str, float] | None = None
 ) -> bytes:
     """A dailies push for USER (by default) with the HEART_RATE offset map."""
     return garmin_dailies(user, summary_id, start=START, heart_rate=samples or HEART_RATE)
@@ -115,13 +122,26 @@ async def test_a_push_for_an_unknown_user_is_acknowledged_and_dead_lettered(
     assert len(json.loads(letter.payload)) == len(PUBLISHED)  # kept for a replay
 
 
+@pytest.mark.parametrize(
+    ("summary_type", "record", "reason"),
+    [
+        ("deregistrations", {"userId": USER}, "deregistration"),
+        (
+            "userPermissionsChange",
+            {"userId": USER, "permissions": ["ACTIVITY_EXPORT"]},
+            "health_export_withdrawn",
+        ),
+    ],
+    ids=["deregistration", "health-export-withdrawn"],
+)
 async def test_after_a_deregistration_the_connection_is_revoked_and_pushes_dead_lettered(
-    ingest: Ingest,
+    ingest: Ingest, summary_type: str, record: dict[str, object], reason: str
 ) -> None:
-    body = json.dumps({"deregistrations": [{"userId": USER}]}).encode()
-    response = await garmin_push(ingest, body, summary_type="deregistrations")
+    body = json.dumps({summary_type: [record]}).encode()
+    response = await garmin_push(ingest, body, summary_type=summary_type)
     assert response.status_code == 200, response.text
-    assert (await ingest.connection(USER))["status"] == "revoked"
+    connection = await ingest.connection(USER)
+    assert (connection["status"], connection["status_reason"]) == ("revoked", reason)
     later = await garmin_push(ingest, dailies())
     assert later.status_code == 200, later.text
     assert await readings(ingest) == []
@@ -168,3 +188,49 @@ async def test_a_push_garmin_cannot_have_meant_is_refused_naming_the_problem(
     assert needle in response.text
     assert await readings(ingest) == []
     assert await dead_letters(ingest) == []
+
+
+@pytest.fixture
+def garmin_api() -> Iterator[str]:
+    """A loopback stand-in for Garmin's pull API: GET .../dailies answers one dailies record."""
+    record = json.loads(dailies("sd-ping"))["dailies"][0]
+
+    async def pulled(request: Request) -> JSONResponse:
+        return JSONResponse([record] if request.query_params.get("token") == "XYZ" else [])
+
+    server = ThreadedServer(
+        Starlette(routes=[Route("/wellness-api/rest/dailies", pulled)]), name="Garmin"
+    )
+    server.start()
+    try:
+        yield f"http://127.0.0.1:{server.port}"
+    finally:
+        server.stop()
+
+
+def ping(callback: str) -> bytes:
+    return json.dumps({"dailies": [{"userId": USER, "callbackURL": callback}]}).encode()
+
+
+async def test_a_ping_is_acknowledged_then_its_callback_pulled_into_readings(
+    broker: str, idp: FakeIdP, tmp_path: Path, garmin_api: str
+) -> None:
+    async with ingest_service(broker, idp, tmp_path, garmin_api_base_url=garmin_api) as ingest:
+        await ingest.connect({"vendor": "garmin", "vendor_user_id": USER, "patient_id": PATIENT})
+        callback = f"{garmin_api}/wellness-api/rest/dailies?uploadStartTimeInSeconds=1&token=XYZ"
+        response = await garmin_push(ingest, ping(callback))
+        assert response.status_code == 200, response.text
+        assert (response.json()["pulls_queued"], response.json()["accepted"]) == (1, 0)
+        published = await readings(ingest, count=len(PUBLISHED))
+        assert sorted(r.value for r in published) == sorted(PUBLISHED.values())
+        assert {r.patient_id for r in published} == {PATIENT}
+
+
+async def test_a_ping_whose_callback_is_not_on_the_garmin_api_origin_is_refused(
+    ingest: Ingest,
+) -> None:
+    # The callback is fetched server-side: anything but GARMIN_API_BASE_URL's origin is refused.
+    response = await garmin_push(ingest, ping("https://attacker.example/dailies?token=XYZ"))
+    assert response.status_code == 422, response.text
+    assert response.json()["error"]["details"][0]["field"] == "dailies[0].callbackURL"
+    assert await read_topic(ingest.bootstrap, VENDOR_NOTIFICATIONS) == []

@@ -50,7 +50,7 @@ async def ingest(
 ) -> AsyncIterator[Ingest]:
     key_file = tmp_path / "google-health.pem"
     key_file.write_text(google.public_key_pem)
-    settings = {
+    settings: dict[str, Any] = {
         "google_health_client_id": google.client_id,
         "google_health_client_secret": google.client_secret,
         "google_health_webhook_secret": google.endpoint_secret,
@@ -148,3 +148,24 @@ async def test_a_notification_with_a_bad_signature_is_401_and_nothing_is_queued(
     response = await ingest.post(WEBHOOK, content=body, headers=headers)
     assert response.status_code == 401, response.text
     assert await read_topic(ingest.bootstrap, VENDOR_NOTIFICATIONS) == []
+
+
+async def test_an_expired_access_token_is_refreshed_and_the_refresh_token_kept(
+    ingest: Ingest, google: FakeGoogleHealth
+) -> None:
+    # Google answers a refresh without a refresh token (it stays valid): the stored pair must
+    # keep the old one, or the next refresh has nothing to send.
+    await connect(ingest, google)
+    granted = google.token_requests()
+    for n, minute in enumerate(("10:01", "10:02"), start=1):
+        at = f"2024-05-01T{minute}:00Z"
+        google.add_points(USER, "heart-rate", [heart_rate_point(USER, f"hr-{n}", bpm=70, at=at)])
+        google.expire_access_tokens(USER)
+        body = google.notification(USER, "heart-rate", start=at, end=END)
+        response = await ingest.post(WEBHOOK, content=body, headers=google.webhook_headers(body))
+        assert response.status_code == 204, response.text
+        await readings(ingest, count=n)
+    refreshes = google.token_requests()[len(granted) :]
+    assert [r.status for r in refreshes] == [200, 200]
+    assert refreshes[0].form["refresh_token"] == refreshes[1].form["refresh_token"]
+    assert (await ingest.connection(USER))["status"] == "active"

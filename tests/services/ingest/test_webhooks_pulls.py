@@ -1,0 +1,90 @@
+"""The pull consumer's decisions that the end-to-end tests cannot reach cheaply."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+
+import httpx
+import pytest
+
+from services.ingest.adapters.garmin_api import GarminApiClient
+from services.ingest.connections import Connection, ConnectionStatus, Vendor
+from services.ingest.pulls import VendorPuller, interval_filter
+from services.ingest.webhook_support import VendorPipeline
+from shared.consumer import MessageContext
+from shared.events import VendorNotification
+from shared.kafka import UnprocessableEventError
+
+NOW = datetime(2026, 5, 1, 10, 0, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("data_type", "field"),
+    [
+        ("heart-rate", "heart_rate.sample_time.physical_time"),
+        ("oxygen-saturation", "oxygen_saturation.sample_time.physical_time"),
+    ],
+)
+def test_the_google_list_filter_is_qualified_by_the_data_type(data_type: str, field: str) -> None:
+    start, end = "2026-05-01T10:00:00+00:00", "2026-05-01T10:15:00+00:00"
+    assert interval_filter(data_type, start, end) == (f'{field} >= "{start}" AND {field} < "{end}"')
+
+
+class OneGarminConnection:
+    """The part of the connection store the puller reads."""
+
+    async def find(self, vendor: Vendor, vendor_user: str) -> Connection:
+        return Connection(
+            connection_id="c-1",
+            vendor=vendor,
+            vendor_user=vendor_user,
+            patient_id="pt-1",
+            tenant_id="tenant-a",
+            status=ConnectionStatus.ACTIVE,
+            status_reason=None,
+            utc_offset_minutes=None,
+            has_tokens=False,
+            created_at=NOW,
+            updated_at=NOW,
+            created_by="admin",
+        )
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient() as client:
+        yield client
+
+
+async def test_a_queued_ping_whose_callback_is_no_longer_trusted_is_dead_lettered(
+    http: httpx.AsyncClient,
+) -> None:
+    # Queued under one GARMIN_API_BASE_URL, pulled under another (a config change in between):
+    # the callback can never be fetched, so it must not be retried forever on its partition.
+    pipeline = VendorPipeline(
+        settings=None,
+        connections=OneGarminConnection(),
+        publisher=None,
+        consent=None,
+        audit_sink=None,
+        metrics=None,
+    )
+    puller = VendorPuller(
+        pipeline=pipeline,
+        fitbit=None,
+        google=None,
+        garmin=GarminApiClient(http=http, base_url="https://apis.garmin.example"),
+    )
+    event = VendorNotification(
+        notification_id="n-1",
+        vendor="garmin",
+        vendor_user="g-1",
+        kind="dailies",
+        detail={"callback_url": "https://apis.garmin.com/wellness-api/rest/dailies?token=X"},
+        received_at=NOW,
+    )
+    ctx = MessageContext(topic="vendor-notifications.v1", partition=0, offset=0, key=b"g-1")
+    with pytest.raises(UnprocessableEventError) as raised:
+        await puller.on_vendor_notification(event, ctx)
+    assert raised.value.reason == "untrusted_callback_url"
