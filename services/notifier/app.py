@@ -100,7 +100,7 @@ def _wire(
     dispatcher, outcomes = _dispatcher(kit, notifier, settings, http)
     scheduler = Scheduler(notifier, poll_s=settings.notifier_poll_s)
     relay = OutboxRelay(engine=notifier.store.engine, table=outbox, publisher=kit.runtime.publisher)
-    dispatcher.after_outcome = relay.notify
+    dispatcher.after_dead_letter = relay.notify
 
     def committed(rows: list[AlertRow], adopted: str | None) -> None:
         if adopted is not None:

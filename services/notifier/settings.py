@@ -34,7 +34,7 @@ class NotifierSettings(ServiceSettings):
     )
     notifier_send_concurrency: int = Field(32, ge=1, le=1000)
     notifier_claim_ttl_s: float = Field(
-        60.0, gt=0, description="A send claimed longer than this is retried (crashed instance)."
+        30.0, gt=0, description="A send claimed longer than this is retried (crashed instance)."
     )
     notifier_poll_s: float = Field(
         1.0, gt=0, description="Safety-net poll of deliveries and timers (commits wake at once)."

@@ -27,9 +27,8 @@ class ConsoleChannelSender:
         colour = colour if self._stream.isatty() else ""
         reset = "\x1b[0m" if colour else ""
         to = _mask(self.channel, delivery.recipient)
-        self._stream.write(
-            f"{colour}[{self.channel.value} {verb} to {to}] {delivery.text}{reset}\n"
-        )
+        line = f"[ALERT {self.channel.value} {verb} to {to}] {delivery.text}"
+        self._stream.write(f"{colour}{line}{reset}\n")
         self._stream.flush()
         ref = delivery.update_ref or f"CONSOLE:{n}"
         return Receipt(provider_ref=ref, latency_s=0.0)

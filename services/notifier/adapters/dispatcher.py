@@ -12,8 +12,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from functools import partial
 from typing import Any
 
@@ -22,6 +21,7 @@ import structlog
 from services.notifier.adapters import deliveries
 from services.notifier.adapters.group_commit import GroupCommit
 from services.notifier.adapters.outcomes import Failure, Outcomes
+from services.notifier.adapters.prepared import Drop, Later, as_delivery
 from services.notifier.adapters.rate_limit import ChannelPacer, KeyedLocks
 from services.notifier.adapters.store import Store, Tx, read_alerts
 from services.notifier.errors import PermanentDeliveryError, TransientDeliveryError
@@ -34,20 +34,6 @@ log = structlog.get_logger(__name__)
 MIN_SLEEP_S = 0.01  # never spin, even when the clock says something is overdue
 REF_WAIT = timedelta(milliseconds=100)  # an update waits this long for its original to be sent
 MAX_INLINE_PACING_S = 2.0
-
-
-@dataclass(frozen=True)
-class Later:
-    """Not now: try again at `at` (no attempt counted)."""
-
-    at: datetime
-
-
-@dataclass(frozen=True)
-class Drop:
-    """Never: the send is cancelled."""
-
-    reason: str
 
 
 class Dispatcher:
@@ -83,7 +69,7 @@ class Dispatcher:
         self._saturated = False
         self._adopted: list[tuple[str, dict[str, AlertRow]]] = []
         self._inflight: dict[asyncio.Task[None], DeliveryRow] = {}
-        self.after_outcome: Callable[[], None] = lambda: None
+        self.after_dead_letter: Callable[[], None] = lambda: None
 
     def notify(self) -> None:
         """Something was queued (or became due): look now."""
@@ -183,7 +169,6 @@ class Dispatcher:
                 with contextlib.suppress(Exception):  # else the claim expires and is retried
                     await self._writes.submit(lambda tx: self._outcomes.failed(tx, row, failure))
                 self._wake.set()
-            self.after_outcome()
 
     async def _attempt(self, row: DeliveryRow, alert: AlertRow | None) -> None:
         if row.ref_id is None:
@@ -240,6 +225,8 @@ class Dispatcher:
         metrics.latency.labels(row.channel.value).observe(time.perf_counter() - started)
         what = await self._writes.submit(lambda tx: self._outcomes.failed(tx, row, failure))
         self._wake.set()  # a retry time, a fallback or an ops notice was just queued
+        if what == "dead":
+            self.after_dead_letter()  # the outbox relay publishes it on deadletter.v1
         log.warning("delivery_failed", channel=row.channel.value, code=failure.code, then=what)
 
     async def _prepare(self, row: DeliveryRow, alert: AlertRow | None) -> Delivery | Later | Drop:
@@ -265,7 +252,7 @@ class Dispatcher:
             if alert is None:
                 return Drop("alert erased")
             payload = self._render(alert)
-        return _delivery(row, payload, ref)
+        return as_delivery(row, payload, ref)
 
     async def _stop(self) -> None:
         """Give sends in flight a grace period, then cancel the rest and hand their claims back."""
@@ -285,23 +272,3 @@ class Dispatcher:
         if leftovers:
             async with self._store.transaction() as tx:
                 await deliveries.release(tx, leftovers)
-
-
-def _delivery(row: DeliveryRow, payload: dict[str, Any], ref: str | None) -> Delivery:
-    """The message for the channel sender."""
-    slack = {
-        k: v
-        for k, v in payload.items()
-        if k in ("blocks", "attachments", "unfurl_links", "unfurl_media")
-    }
-    return Delivery(
-        idempotency_key=row.key,
-        channel=row.channel,
-        recipient=row.recipient,
-        text=str(payload.get("text", "")),
-        title=payload.get("title"),
-        slack=slack or None,
-        update_ref=ref if row.role == "update" else None,
-        thread_ref=ref if row.role == "reply" else None,
-        data={k: str(v) for k, v in (payload.get("data") or {}).items()},
-    )

@@ -58,6 +58,7 @@ class Scheduler:
         if not self._n.consent.caught_up:
             return 0  # patient targets depend on consent: wait until it is known
         now = self._n.store.clock()
+        self._planned = now + timedelta(seconds=self._poll_s)  # while ticking: only earlier wakes
         async with self._n.store.reading() as conn:
             due = (
                 (
@@ -104,4 +105,3 @@ class Scheduler:
             async with asyncio.timeout(timeout):
                 await self._wake.wait()
         self._wake.clear()
-        self._planned = None

@@ -12,6 +12,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 from sqlalchemy import select
 
+from services.notifier.adapters import deliveries
 from services.notifier.adapters.contacts import is_disabled
 from services.notifier.adapters.dispatcher import Dispatcher
 from services.notifier.adapters.metrics import DeliveryMetrics
@@ -254,3 +255,18 @@ async def test_an_unconfigured_channel_counts_as_a_refusal(
     await dispatcher.drain_once()
     sms = (await rows(n))[1]
     assert (sms.status, sms.last_error) == ("dead", "permanent: channel_not_configured")
+
+
+async def test_sends_queued_by_an_event_are_claimed_in_its_own_commit(
+    n: Notifier, dispatcher: Dispatcher, senders: dict[Channel, FakeSender]
+) -> None:
+    """No claim round trip between an alert and its page, and no other instance can take it."""
+    n.adopt_ttl = timedelta(seconds=60)
+    n.on_commit.append(lambda alerts, token: token and dispatcher.adopt(token, alerts))
+    await feed(n, alert_event())
+    assert {r.status for r in await rows(n)} == {"sending"}  # written claimed
+    async with n.store.reading() as conn:
+        assert await deliveries.due_ids(conn, now=n.store.clock(), limit=10) == []
+    assert await dispatcher.drain_once() == 2
+    assert [r.status for r in await rows(n)] == ["sent", "sent"]
+    assert len(senders[Channel.SLACK].accepted) == len(senders[Channel.SMS].accepted) == 1

@@ -188,3 +188,22 @@ async def test_export_then_erasure(n: Notifier) -> None:
     assert "deleted 1 contact row(s) and 1 alert row(s)" == await erase_patient("pt-1", n=n)
     assert await rows(n) == []
     assert await export_patient("pt-1", n=n) == {"contact": None, "alerts": []}
+
+
+async def test_an_unacknowledged_level_is_notified_again_after_the_ack_timeout(
+    n: Notifier, clock: Clock
+) -> None:
+    scheduler = Scheduler(n, poll_s=1)
+    await feed(n, alert_event())
+    clock.advance(4)
+    await scheduler.tick()  # levels 2 and 3 at once (a late look loses nothing)
+    before = len(await rows(n))
+    clock.advance(29)
+    await scheduler.tick()
+    assert len(await rows(n)) == before  # the 30 s ack timeout has not passed yet
+    clock.advance(1)
+    await scheduler.tick()
+    reminder = summary(await rows(n))[before:]
+    assert reminder == [MAX_SMS, SLACK_UPDATE, SLACK_REPLY]
+    assert "Still not acknowledged" in (await rows(n))[-1].payload["text"]
+    assert (await timeline_kinds(n))[-1] == "level_reminder"
