@@ -53,7 +53,9 @@ async def system(
         **FAST_GROUPS,
         **auth_settings(idp),
     }
-    ingest = create_ingest(IngestSettings(**common))
+    ingest = create_ingest(
+        IngestSettings(**common, ingest_database_url=f"sqlite:///{tmp_path}/ingest.db")
+    )
     rules = create_rules(
         RulesSettings(**common, rules_database_url=f"sqlite:///{tmp_path}/rules.db")
     )
@@ -62,6 +64,7 @@ async def system(
             **common,
             slack_api_base_url=slack.base_url,
             slack_bot_token=slack.token,
+            notifier_database_url=f"sqlite:///{tmp_path}/notifier.db",
         )
     )
     async with serving(ingest) as i, serving(rules) as r, serving(notifier) as n:

@@ -54,16 +54,18 @@ async def pipeline(broker: str, slack: FakeSlack) -> AsyncIterator[Pipeline]:
         **FAST_GROUPS,
         **auth_settings(IDP),
     }
-    ingest = create_ingest(IngestSettings(**common))
-    rules = create_rules(
-        RulesSettings(**common, rules_database_url=f"sqlite:///{tempfile.mkdtemp()}/rules.db")
+    data = tempfile.mkdtemp()  # every database of this pipeline is fresh: no state between tests
+    ingest = create_ingest(
+        IngestSettings(**common, ingest_database_url=f"sqlite:///{data}/ingest.db")
     )
+    rules = create_rules(RulesSettings(**common, rules_database_url=f"sqlite:///{data}/rules.db"))
     notifier = create_notifier(
         NotifierSettings(
             **common,
             slack_api_base_url=slack.base_url,
             slack_bot_token=slack.token,
             slack_channel="#care-alerts",
+            notifier_database_url=f"sqlite:///{data}/notifier.db",
         )
     )
     async with serving(ingest) as i, serving(rules) as r, serving(notifier) as n:

@@ -49,7 +49,7 @@ class TwilioMessageSender:
     ) -> None:
         if channel not in (Channel.SMS, Channel.WHATSAPP):
             raise ValueError(f"Twilio sends SMS or WhatsApp, not {channel.value}")
-        self.channel = channel
+        self.channel: Channel = channel
         self._client = client
         self._auth = httpx.BasicAuth(account_sid, auth_token)
         self._url = f"{base_url.rstrip('/')}/2010-04-01/Accounts/{account_sid}/Messages.json"
