@@ -10,14 +10,7 @@ from __future__ import annotations
 
 import httpx
 
-from services.ingest.adapters.vendor_oauth import (
-    JsonDocument,
-    OAuthTokens,
-    SaveTokens,
-    TokenRefresher,
-    error_type_of,
-    get_with_refresh,
-)
+from services.ingest.adapters.vendor_oauth import OAuthApiClient, error_type_of
 
 FITBIT_API_BASE_URL = "https://api.fitbit.com"
 FITBIT_TOKEN_URL = "https://api.fitbit.com/oauth2/token"  # noqa: S105 (a URL, not a secret)
@@ -35,50 +28,15 @@ def spo2_intraday_path(date: str, *, user: str = "-") -> str:
     return f"/1/user/{user}/spo2/date/{date}/all.json"
 
 
-def _refreshable(response: httpx.Response) -> bool:
-    return error_type_of(response) in _REFRESHABLE_401
-
-
-class FitbitApiClient:
+class FitbitApiClient(OAuthApiClient):
     """Fetch Fitbit resources for a user, refreshing the token pair when needed."""
 
-    def __init__(
-        self,
-        *,
-        http: httpx.AsyncClient,
-        client_id: str,
-        client_secret: str,
-        save_tokens: SaveTokens,
-        base_url: str = FITBIT_API_BASE_URL,
-        token_url: str = FITBIT_TOKEN_URL,
-    ) -> None:
-        self._http = http
-        self._base_url = base_url.rstrip("/")
-        self._refresher = TokenRefresher(
-            vendor=VENDOR,
-            token_url=token_url,
-            client_id=client_id,
-            client_secret=client_secret,
-            auth_method="client_secret_basic",
-            save_tokens=save_tokens,
-            timeout=http.timeout,
-        )
+    VENDOR = VENDOR
+    DEFAULT_BASE_URL = FITBIT_API_BASE_URL
+    DEFAULT_TOKEN_URL = FITBIT_TOKEN_URL
+    AUTH_METHOD = "client_secret_basic"
 
-    async def get_json(
-        self,
-        *,
-        vendor_user: str,
-        tokens: OAuthTokens,
-        path: str,
-        params: dict[str, str] | None = None,
-    ) -> tuple[JsonDocument, OAuthTokens]:
-        """GET base_url + path; return the JSON and the tokens now in force."""
-        return await get_with_refresh(
-            http=self._http,
-            refresher=self._refresher,
-            vendor_user=vendor_user,
-            tokens=tokens,
-            url=self._base_url + path,
-            params=params,
-            refreshable=_refreshable,
-        )
+    @staticmethod
+    def refreshable(response: httpx.Response) -> bool:
+        """A 401 `expired_token` / `invalid_token` is worth one refresh."""
+        return error_type_of(response) in _REFRESHABLE_401

@@ -18,11 +18,9 @@ import httpx
 
 from services.ingest.adapters.vendor_oauth import (
     JsonDocument,
+    OAuthApiClient,
     OAuthTokens,
-    SaveTokens,
-    TokenRefresher,
     error_type_of,
-    get_with_refresh,
 )
 
 GOOGLE_HEALTH_API_BASE_URL = "https://health.googleapis.com"
@@ -35,54 +33,19 @@ def data_points_path(data_type: str, *, user: str = "me") -> str:
     return f"/v4/users/{user}/dataTypes/{data_type}/dataPoints"
 
 
-def _refreshable(response: httpx.Response) -> bool:
-    challenge = response.headers.get("www-authenticate", "")
-    return 'error="invalid_token"' in challenge or error_type_of(response) == "UNAUTHENTICATED"
-
-
-class GoogleHealthApiClient:
+class GoogleHealthApiClient(OAuthApiClient):
     """Fetch Google Health API resources for a user, refreshing the access token when needed."""
 
-    def __init__(
-        self,
-        *,
-        http: httpx.AsyncClient,
-        client_id: str,
-        client_secret: str,
-        save_tokens: SaveTokens,
-        base_url: str = GOOGLE_HEALTH_API_BASE_URL,
-        token_url: str = GOOGLE_TOKEN_URL,
-    ) -> None:
-        self._http = http
-        self._base_url = base_url.rstrip("/")
-        self._refresher = TokenRefresher(
-            vendor=VENDOR,
-            token_url=token_url,
-            client_id=client_id,
-            client_secret=client_secret,
-            auth_method="client_secret_post",
-            save_tokens=save_tokens,
-            timeout=http.timeout,
-        )
+    VENDOR = VENDOR
+    DEFAULT_BASE_URL = GOOGLE_HEALTH_API_BASE_URL
+    DEFAULT_TOKEN_URL = GOOGLE_TOKEN_URL
+    AUTH_METHOD = "client_secret_post"
 
-    async def get_json(
-        self,
-        *,
-        vendor_user: str,
-        tokens: OAuthTokens,
-        path: str,
-        params: dict[str, str] | None = None,
-    ) -> tuple[JsonDocument, OAuthTokens]:
-        """GET base_url + path; return the JSON and the tokens now in force."""
-        return await get_with_refresh(
-            http=self._http,
-            refresher=self._refresher,
-            vendor_user=vendor_user,
-            tokens=tokens,
-            url=self._base_url + path,
-            params=params,
-            refreshable=_refreshable,
-        )
+    @staticmethod
+    def refreshable(response: httpx.Response) -> bool:
+        """A 401 UNAUTHENTICATED or an `invalid_token` challenge is worth one refresh."""
+        challenge = response.headers.get("www-authenticate", "")
+        return 'error="invalid_token"' in challenge or error_type_of(response) == "UNAUTHENTICATED"
 
     async def list_data_points(
         self,

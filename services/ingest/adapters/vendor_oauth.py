@@ -267,3 +267,59 @@ async def _get(
     except httpx.TransportError as exc:
         log.warning("vendor_unreachable", vendor=vendor)
         raise VendorUnavailableError(f"{vendor}: unreachable") from exc
+
+
+class OAuthApiClient:
+    """A vendor API reached with a user's bearer token, refreshed when needed; subclasses name
+    the vendor, its default URLs, how it takes client credentials and which 401s are stale."""
+
+    VENDOR: str
+    DEFAULT_BASE_URL: str
+    DEFAULT_TOKEN_URL: str
+    AUTH_METHOD: Literal["client_secret_basic", "client_secret_post"]
+
+    def __init__(
+        self,
+        *,
+        http: httpx.AsyncClient,
+        client_id: str,
+        client_secret: str,
+        save_tokens: SaveTokens,
+        base_url: str | None = None,
+        token_url: str | None = None,
+    ) -> None:
+        self._http = http
+        self._base_url = (base_url or self.DEFAULT_BASE_URL).rstrip("/")
+        self._refresher = TokenRefresher(
+            vendor=self.VENDOR,
+            token_url=token_url or self.DEFAULT_TOKEN_URL,
+            client_id=client_id,
+            client_secret=client_secret,
+            auth_method=self.AUTH_METHOD,
+            save_tokens=save_tokens,
+            timeout=http.timeout,
+        )
+
+    @staticmethod
+    def refreshable(response: httpx.Response) -> bool:
+        """Say whether a 401 means the access token is stale (so one refresh may help)."""
+        raise NotImplementedError
+
+    async def get_json(
+        self,
+        *,
+        vendor_user: str,
+        tokens: OAuthTokens,
+        path: str,
+        params: dict[str, str] | None = None,
+    ) -> tuple[JsonDocument, OAuthTokens]:
+        """GET base_url + path; return the JSON and the tokens now in force."""
+        return await get_with_refresh(
+            http=self._http,
+            refresher=self._refresher,
+            vendor_user=vendor_user,
+            tokens=tokens,
+            url=self._base_url + path,
+            params=params,
+            refreshable=self.refreshable,
+        )
