@@ -16,7 +16,7 @@ from services.ingest.handlers import BatchRejectedError, accept_readings, audit_
 from services.ingest.vendors import fhir
 from services.ingest.vendors.common import PayloadError
 from services.ingest.vendors.wire import decode
-from services.ingest.webhook_support import BadRequestError, InvalidPayloadError
+from services.ingest.webhook_support import InvalidPayloadError, payload_api_error
 from shared.auth import Principal, require_scopes
 from shared.events import PatientId, UtcDatetime
 from shared.http import ApiError, UnsupportedMediaTypeError, error_body, require_json
@@ -125,12 +125,7 @@ def build_router() -> APIRouter:
         try:
             found = fhir.map_fhir(decode(await request.body()))
         except PayloadError as exc:
-            if exc.message.startswith("is not valid JSON"):
-                raise BadRequestError(f"body {exc.message}") from exc
-            raise InvalidPayloadError(
-                f"{exc.field}: {exc.message}",
-                details=[{"field": exc.field, "message": exc.message}],
-            ) from exc
+            raise payload_api_error(exc) from exc
         if not found:
             raise InvalidPayloadError("the body holds no Observation we carry")
         samples = [

@@ -13,7 +13,7 @@ from services.ingest.connections import Connection, Vendor
 from services.ingest.errors import BrokerUnavailableError, ConsentUnknownError
 from services.ingest.handlers import audit_vendor_withheld
 from services.ingest.vendor_handlers import VendorOutcome, accept_vendor_samples
-from services.ingest.vendors.common import PayloadError, VendorSample
+from services.ingest.vendors.common import MalformedJsonError, PayloadError, VendorSample
 from shared.events import VendorNotification
 from shared.http import ApiError
 from shared.kafka import PublishFailedError
@@ -58,14 +58,19 @@ class WebhookNotConfiguredError(ApiError):
 RETRY = {"Retry-After": "5"}
 
 
-def payload_error(vendor: str, request: Request, exc: PayloadError) -> ApiError:
-    """Map a mapper's PayloadError to a 422 naming the field, and count it."""
-    request.app.state.metrics.webhook_rejected.labels(vendor, "invalid_payload").inc()
-    if exc.message.startswith("is not valid JSON"):
+def payload_api_error(exc: PayloadError) -> ApiError:
+    """Map a mapper's PayloadError to the HTTP error: 400 for non-JSON, else 422 naming the field."""
+    if isinstance(exc, MalformedJsonError):
         return BadRequestError(f"body {exc.message}")
     return InvalidPayloadError(
         f"{exc.field}: {exc.message}", details=[{"field": exc.field, "message": exc.message}]
     )
+
+
+def payload_error(vendor: str, request: Request, exc: PayloadError) -> ApiError:
+    """Count a refused webhook body and map it to its HTTP error."""
+    request.app.state.metrics.webhook_rejected.labels(vendor, "invalid_payload").inc()
+    return payload_api_error(exc)
 
 
 def rejected(request: Request, vendor: str, reason: str) -> None:

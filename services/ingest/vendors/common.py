@@ -35,3 +35,7 @@ class PayloadError(ValueError):
         super().__init__(f"{field}: {message}")
         self.field = field
         self.message = message
+
+
+class MalformedJsonError(PayloadError):
+    """The body is not JSON at all (a 400, where a wrong shape is a 422)."""

@@ -11,7 +11,7 @@ import math
 from datetime import UTC, datetime
 from typing import Any
 
-from services.ingest.vendors.common import PayloadError
+from services.ingest.vendors.common import MalformedJsonError, PayloadError
 
 ROOT = "$"
 
@@ -36,7 +36,7 @@ def decode(raw: bytes) -> Any:
     try:
         return json.loads(raw)
     except (ValueError, RecursionError) as exc:  # JSONDecodeError and UnicodeDecodeError
-        raise PayloadError(ROOT, f"is not valid JSON: {exc}") from exc
+        raise MalformedJsonError(ROOT, f"is not valid JSON: {exc}") from exc
 
 
 def as_object(value: object, path: str) -> dict[str, Any]:
