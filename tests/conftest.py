@@ -19,6 +19,7 @@ from fastapi import FastAPI
 from deploy.embedded_broker import free_port, start_tansu, stop_tansu
 from tests.fakes.idp import FakeIdP
 from tests.fakes.slack import FakeSlack
+from tests.fakes.twilio import FakeTwilio
 
 # Short group timeouts: the embedded broker holds a join for about half the session timeout.
 FAST_GROUPS = {
@@ -43,6 +44,16 @@ def broker() -> Iterator[str]:
 def fake_slack() -> Iterator[FakeSlack]:
     """Fake Slack Web API on loopback."""
     fake = FakeSlack().start()
+    try:
+        yield fake
+    finally:
+        fake.stop()
+
+
+@pytest.fixture
+def twilio() -> Iterator[FakeTwilio]:
+    """Fake Twilio REST API on loopback."""
+    fake = FakeTwilio().start()
     try:
         yield fake
     finally:

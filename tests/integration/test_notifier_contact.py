@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -43,15 +42,6 @@ PREFS = {
     "language": "en",
     "quiet_hours": {"start": "22:00", "end": "07:00", "timezone": "America/Sao_Paulo"},
 }
-
-
-@pytest.fixture
-def twilio() -> Iterator[FakeTwilio]:
-    fake = FakeTwilio().start()
-    try:
-        yield fake
-    finally:
-        fake.stop()
 
 
 async def test_contact_preferences_are_validated_and_tenant_scoped(

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -32,15 +31,6 @@ from tests.services.notifier.harness import (
 from tests.services.notifier.support import alert_event, consent_event
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def twilio() -> Iterator[FakeTwilio]:
-    fake = FakeTwilio().start()
-    try:
-        yield fake
-    finally:
-        fake.stop()
 
 
 def posts_for(slack: FakeSlack, patient: str) -> list[Any]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -38,15 +37,6 @@ from tests.services.notifier.support import PATIENT_PHONE, alert_event, consent_
 
 pytestmark = pytest.mark.integration
 ANA, MAX = "+5511900000001", "+5511900000002"
-
-
-@pytest.fixture
-def twilio() -> Iterator[FakeTwilio]:
-    fake = FakeTwilio().start()
-    try:
-        yield fake
-    finally:
-        fake.stop()
 
 
 def updates_saying(slack: FakeSlack, text: str) -> list[Any]:

@@ -37,13 +37,6 @@ async def http() -> AsyncIterator[httpx.AsyncClient]:
 
 
 @pytest.fixture
-def twilio() -> Iterator[FakeTwilio]:
-    fake = FakeTwilio().start()
-    yield fake
-    fake.stop()
-
-
-@pytest.fixture
 def fcm() -> Iterator[FakeFcm]:
     fake = FakeFcm().start()
     yield fake
