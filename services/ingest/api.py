@@ -16,10 +16,15 @@ from services.ingest.handlers import BatchRejectedError, accept_readings, audit_
 from services.ingest.vendors import fhir
 from services.ingest.vendors.common import PayloadError
 from services.ingest.vendors.wire import decode
-from services.ingest.webhook_support import InvalidPayloadError, payload_api_error
+from services.ingest.webhook_support import (
+    ConsentLoadingError,
+    InvalidPayloadError,
+    ServiceUnavailableError,
+    payload_api_error,
+)
 from shared.auth import Principal, require_scopes
 from shared.events import PatientId, UtcDatetime
-from shared.http import ApiError, UnsupportedMediaTypeError, error_body, require_json
+from shared.http import UnsupportedMediaTypeError, error_body, require_json
 from shared.vitals import Metric
 
 MAX_READINGS_PER_REQUEST = 1000
@@ -58,19 +63,6 @@ class ReadingsAccepted(BaseModel):
     withheld_no_consent: int = Field(
         description="Readings not passed on: their patient has no active monitoring consent."
     )
-
-
-class ServiceUnavailableError(ApiError):
-    """The broker is unavailable; the client should retry."""
-
-    status = 503
-    code = "broker_unavailable"
-
-
-class ConsentLoadingError(ServiceUnavailableError):
-    """The consent view is still loading: nothing can be checked, so nothing is accepted."""
-
-    code = "consent_view_loading"
 
 
 def build_router() -> APIRouter:

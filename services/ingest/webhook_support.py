@@ -22,14 +22,16 @@ from shared.topics import VENDOR_NOTIFICATIONS
 log = structlog.get_logger(__name__)
 
 
-class WebhookUnavailableError(ApiError):
-    """Nothing was accepted: the vendor must retry."""
+class ServiceUnavailableError(ApiError):
+    """The broker is unavailable: nothing was accepted, the client or vendor must retry."""
 
     status = 503
     code = "broker_unavailable"
 
 
-class ConsentLoadingError(WebhookUnavailableError):
+class ConsentLoadingError(ServiceUnavailableError):
+    """The consent view is still loading: nothing can be checked, so nothing is accepted."""
+
     code = "consent_view_loading"
 
 
@@ -162,7 +164,7 @@ async def publish_samples(
             "consent state is still loading, retry later", headers=RETRY
         ) from exc
     except BrokerUnavailableError as exc:
-        raise WebhookUnavailableError(
+        raise ServiceUnavailableError(
             "the event broker is unavailable, retry later", headers=RETRY
         ) from exc
 
@@ -184,6 +186,6 @@ async def queue_pulls(request: Request, notifications: Sequence[VendorNotificati
     try:
         await request.app.state.runtime.publisher.publish_many(VENDOR_NOTIFICATIONS, notifications)
     except PublishFailedError as exc:
-        raise WebhookUnavailableError(
+        raise ServiceUnavailableError(
             "the event broker is unavailable, retry later", headers=RETRY
         ) from exc
