@@ -22,7 +22,7 @@ from services.ingest.webhook_support import (
     ServiceUnavailableError,
     payload_api_error,
 )
-from shared.auth import Principal, require_scopes
+from shared.auth import Principal, actor_of, require_scopes
 from shared.events import PatientId, UtcDatetime
 from shared.http import UnsupportedMediaTypeError, error_body, require_json
 from shared.vitals import Metric
@@ -171,7 +171,7 @@ async def _submit(
     state.metrics.accepted.inc(result.published)
     if result.withheld_no_consent:
         state.metrics.withheld.inc(result.withheld_no_consent)
-        await audit_withheld(result.withheld, sink=state.audit_sink, caller=caller)
+        await audit_withheld(result.withheld, sink=state.audit_sink, actor=actor_of(caller))
     return JSONResponse(
         ReadingsAccepted(
             accepted=len(result.reading_ids),

@@ -13,7 +13,6 @@ from services.ingest.domain import SubmittedReading, normalize
 from services.ingest.errors import ConsentUnknownError, InvalidReadingError
 from services.ingest.ports import ConsentView, ReadingPublisher
 from shared.audit import AuditActor, AuditRecorded, AuditSink
-from shared.auth import Principal, caller_record
 from shared.kafka import PublishFailedError
 
 log = structlog.get_logger(__name__)
@@ -101,42 +100,26 @@ def withhold_verdict(patient_id: str, consent: ConsentView, tenant_id: str) -> W
     return None
 
 
-async def audit_withheld(withheld: list[Withheld], *, sink: AuditSink, caller: Principal) -> None:
-    """Record, per patient, that readings were dropped and why (best effort: logged on failure)."""
-    now = datetime.now(UTC)
-    for w in withheld:
-        record = caller_record(
-            caller,
-            service="ingest",
-            action="reading.dropped",
-            at=now,
-            outcome="denied",
-            patient_id=w.patient_id,
-            tenant_id=w.tenant_id,
-            purpose="monitoring",
-            reason=w.reason,
-        )
-        try:
-            await sink.record(record)
-        except PublishFailedError:
-            log.warning("audit_record_failed", action="reading.dropped")
+async def audit_withheld(withheld: list[Withheld], *, sink: AuditSink, actor: AuditActor) -> None:
+    """Record, per patient, that readings were dropped and why (best effort: logged on failure).
 
-
-async def audit_vendor_withheld(withheld: list[Withheld], *, sink: AuditSink, vendor: str) -> None:
-    """Record, per patient, that a vendor's readings were dropped and why (best effort)."""
+    `actor` is the validated caller (`actor_of(principal)`) or the vendor that pushed the data.
+    """
     now = datetime.now(UTC)
+    request_id = structlog.contextvars.get_contextvars().get("request_id")
     for w in withheld:
         record = AuditRecorded(
             event_id=str(uuid.uuid4()),
             occurred_at=now,
             service="ingest",
-            actor=AuditActor(type="vendor", id=vendor),
+            actor=actor,
             action="reading.dropped",
             patient_id=w.patient_id,
-            tenant_id=w.tenant_id,
+            tenant_id=w.tenant_id or actor.tenant_id,
             purpose="monitoring",
             outcome="denied",
             reason=w.reason,
+            request_id=request_id,
         )
         try:
             await sink.record(record)

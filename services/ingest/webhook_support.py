@@ -11,9 +11,10 @@ from fastapi import Request
 
 from services.ingest.connections import Connection, Vendor
 from services.ingest.errors import BrokerUnavailableError, ConsentUnknownError
-from services.ingest.handlers import audit_vendor_withheld
+from services.ingest.handlers import audit_withheld
 from services.ingest.vendor_handlers import VendorOutcome, accept_vendor_samples
 from services.ingest.vendors.common import MalformedJsonError, PayloadError, VendorSample
+from shared.audit import AuditActor
 from shared.events import VendorNotification
 from shared.http import ApiError
 from shared.kafka import PublishFailedError
@@ -125,8 +126,10 @@ class VendorPipeline:
         )
         self._count(vendor, outcome)
         if outcome.withheld_patients:
-            await audit_vendor_withheld(
-                outcome.withheld_patients, sink=self._audit, vendor=vendor.value
+            await audit_withheld(
+                outcome.withheld_patients,
+                sink=self._audit,
+                actor=AuditActor(type="vendor", id=vendor.value),
             )
         return outcome
 
