@@ -6,6 +6,7 @@ import secrets
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from types import SimpleNamespace
 from typing import Any
 
 from sqlalchemy import delete, insert, select, update
@@ -94,9 +95,7 @@ class SqlConnectionStore:
                 await conn.execute(insert(t).values(**values))
         except IntegrityError as exc:
             raise ConnectionExistsError(f"{new.vendor.value} user already connected") from exc
-        found = await self.get(values["connection_id"])
-        assert found is not None
-        return found, key
+        return _row_to_connection(SimpleNamespace(**values)), key
 
     async def get(self, connection_id: str) -> Connection | None:
         """Return one connection."""
