@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from services.ingest.vendors.common import PayloadError, VendorSample
@@ -130,7 +130,7 @@ def _hae_sample(
     point: dict[str, Any],
     path: str,
 ) -> VendorSample:
-    measured_at = _apple_date(need(point, "date", path), at(path, "date"))
+    measured_at = parse_apple_date(need(point, "date", path), at(path, "date"))
     source = opt_str(point, "source", path)
     source_id = f"{vendor_user}:{name}:{measured_at.isoformat()}:{metric.value}"
     source_id += f":{source}" if source else ""
@@ -178,18 +178,32 @@ def _quantity(
     unit = catalogue_unit(metric, need_str(obj, "unit", path), field=at(path, "unit"))
     if metric is Metric.SPO2:
         value = spo2_percent(value)
-    measured_at = _apple_date(need(obj, "startDate", path), at(path, "startDate"))
+    measured_at = parse_apple_date(need(obj, "startDate", path), at(path, "startDate"))
     # A correlation's children may come without their own uuid; the correlation's then keys them.
     uuid = opt_str(obj, "uuid", path) if correlation_id else need_str(obj, "uuid", path)
     source_id = uuid or f"{correlation_id}:{metric.value}"
     return VendorSample(vendor_user, metric, value, unit, measured_at, source_id)
 
 
-def _apple_date(value: object, path: str) -> datetime:
+def parse_apple_date(value: object, path: str) -> datetime:
     """Parse HAE/export.xml "2024-02-06 14:30:00 -0300" or ISO-8601 with an offset, to UTC."""
     text = as_str(value, path)
+    fast = _hae_instant(text)
+    if fast is not None:
+        return fast
     try:
         moment = datetime.strptime(text, _HAE_DATE_FORMAT)
     except ValueError:
         return parse_instant(text, path)
     return aware_utc(moment, path)
+
+
+def _hae_instant(text: str) -> datetime | None:
+    """The common "yyyy-MM-dd HH:mm:ss ±HHMM" shape via fromisoformat (strptime costs ~10x more
+    per point); None sends anything else, or anything it refuses, down the strptime path."""
+    if len(text) != 25 or text[10] != " " or text[19] != " " or text[20] not in "+-":
+        return None
+    try:
+        return datetime.fromisoformat(text[:19] + text[20:]).astimezone(UTC)
+    except (ValueError, OverflowError):
+        return None

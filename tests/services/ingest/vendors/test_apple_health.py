@@ -7,12 +7,12 @@ companion app's (§5.4), so those payloads are constructed.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
-from services.ingest.vendors.apple_health import map_apple
+from services.ingest.vendors.apple_health import map_apple, parse_apple_date
 from services.ingest.vendors.common import PayloadError
 from shared.vitals import Metric
 
@@ -331,3 +331,58 @@ def test_a_malformed_healthkit_array_names_the_culprit(body: Any, field: str) ->
     with pytest.raises(PayloadError) as caught:
         map_apple(body, vendor_user=USER)
     assert caught.value.field == field
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        # HAE and export.xml: "yyyy-MM-dd HH:mm:ss Z" (§5.2, §5.1)
+        ("2024-02-06 14:30:00 -0300", datetime(2024, 2, 6, 17, 30, tzinfo=UTC)),
+        ("2024-01-01 00:00:00 +0000", datetime(2024, 1, 1, tzinfo=UTC)),
+        ("2024-02-06 14:30:00 +0530", datetime(2024, 2, 6, 9, 0, tzinfo=UTC)),  # half-hour zone
+        ("2024-12-31 23:30:00 -0100", datetime(2025, 1, 1, 0, 30, tzinfo=UTC)),  # year rolls over
+        ("2024-02-29 23:59:59 +0000", datetime(2024, 2, 29, 23, 59, 59, tzinfo=UTC)),
+        # Odd spellings the date formatter or a hand-made export can produce
+        ("2024-02-06 14:30:00 -03:00", datetime(2024, 2, 6, 17, 30, tzinfo=UTC)),
+        ("2024-2-6 9:30:00 -0300", datetime(2024, 2, 6, 12, 30, tzinfo=UTC)),
+        ("2024-02-06T14:30:00 -0300", datetime(2024, 2, 6, 17, 30, tzinfo=UTC)),
+        # ISO 8601 with an offset (HealthKit-style arrays)
+        ("2024-02-06T14:30:00Z", datetime(2024, 2, 6, 14, 30, tzinfo=UTC)),
+        ("2024-02-06T14:30:00.250+01:00", datetime(2024, 2, 6, 13, 30, 0, 250000, tzinfo=UTC)),
+    ],
+)
+def test_apple_dates_parse_to_the_utc_instant(text: str, expected: datetime) -> None:
+    parsed = parse_apple_date(text, "date")
+    assert parsed == expected
+    assert parsed.utcoffset() == timedelta(0)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "2024-02-06 14:30:00",  # no offset: no instant
+        "2024-02-30 14:30:00 -0300",
+        "2024-02-06 24:00:00 -0300",
+        "2024-02-06 14:30:60 -0300",
+        "2024-02-06 14:30:00 +2400",
+        "0001-01-01 00:00:00 +0100",  # before year 1 in UTC
+        "06/02/2024 14:30 -0300",
+        "",
+    ],
+)
+def test_impossible_apple_dates_are_a_payload_error_naming_the_field(text: str) -> None:
+    with pytest.raises(PayloadError) as raised:
+        parse_apple_date(text, "data.metrics[0].data[0].date")
+    assert raised.value.field == "data.metrics[0].data[0].date"
+
+
+def test_the_fast_hae_date_path_agrees_with_strptime() -> None:
+    # Every second offset from -12:00 to +14:00 by quarter hours, at a few awkward moments.
+    moments = ["2024-02-29 00:00:00", "2024-12-31 23:59:59", "2023-03-26 02:30:00"]
+    for moment in moments:
+        for quarter in range(-48, 57):
+            sign = "-" if quarter < 0 else "+"
+            hours, minutes = divmod(abs(quarter) * 15, 60)
+            text = f"{moment} {sign}{hours:02d}{minutes:02d}"
+            slow = datetime.strptime(text, "%Y-%m-%d %H:%M:%S %z").astimezone(UTC)
+            assert parse_apple_date(text, "date") == slow, text
