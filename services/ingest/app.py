@@ -11,6 +11,7 @@ from prometheus_client import CollectorRegistry, Counter
 
 from services.ingest.adapters.connections_store import SqlConnectionStore
 from services.ingest.adapters.consent import ConsentViewAdapter
+from services.ingest.adapters.deferred_pulls import DeferredPullRelay, SqlDeferredPullStore
 from services.ingest.adapters.fitbit_api import FitbitApiClient
 from services.ingest.adapters.garmin_api import GarminApiClient
 from services.ingest.adapters.google_health_api import GoogleHealthApiClient
@@ -104,7 +105,7 @@ def create_app(settings: IngestSettings) -> FastAPI:
         audit_sink=kit.audit_sink,
         metrics=app.state.metrics,
     )
-    _wire_pulls(kit, settings, app.state.pipeline)
+    _wire_pulls(kit, settings, app.state.pipeline, SqlDeferredPullStore(db))
     app.include_router(build_router())
     app.include_router(build_webhook_router())
     app.include_router(build_connections_router())
@@ -115,7 +116,12 @@ def _read_optional(path: str | None) -> bytes | None:
     return Path(path).read_bytes() if path else None
 
 
-def _wire_pulls(kit: ServiceKit, settings: IngestSettings, pipeline: VendorPipeline) -> None:
+def _wire_pulls(
+    kit: ServiceKit,
+    settings: IngestSettings,
+    pipeline: VendorPipeline,
+    deferrals: SqlDeferredPullStore,
+) -> None:
     """The consumer that pulls vendor data after Fitbit / Google Health / Garmin ping notices."""
     http = httpx.AsyncClient(timeout=settings.vendor_timeout_s)
     kit.close_on_shutdown(http.aclose)
@@ -152,8 +158,15 @@ def _wire_pulls(kit: ServiceKit, settings: IngestSettings, pipeline: VendorPipel
         if settings.google_health_client_id and google_secret
         else None,
         garmin=GarminApiClient(http=http, base_url=settings.garmin_api_base_url),
-        max_wait_s=min(settings.vendor_max_retry_after_s, 60.0),
+        deferrals=deferrals,
+        max_wait_s=settings.vendor_max_retry_after_s,
     )
     kit.runtime.add_consumer(
         VENDOR_NOTIFICATIONS, puller.on_vendor_notification, group_id=settings.ingest_group_id
     )
+    relay = DeferredPullRelay(
+        store=deferrals,
+        publisher=kit.runtime.publisher,
+        poll_s=settings.ingest_deferred_pull_poll_s,
+    )
+    kit.runtime.add_component("deferred_pulls", relay.run, lambda: relay.ready)
