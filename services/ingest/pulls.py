@@ -1,16 +1,18 @@
 """The pull consumer: vendor-notifications.v1 → fetch the changed data with the user's tokens →
 the same vendor pipeline as pushes. A crash between the webhook's 2xx and the pull loses nothing:
-the notification stays on the topic until its offset is committed after the pull."""
+the notification stays on the topic until its offset is committed after the pull. A pull the
+vendor rate-limits (429) is kept in the deferred-pulls table until Retry-After has passed (the
+DeferredPullRelay then puts it back on the topic), so one user's limit never holds up others."""
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import structlog
 
+from services.ingest.adapters.deferred_pulls import SqlDeferredPullStore
 from services.ingest.adapters.fitbit_api import FitbitApiClient
 from services.ingest.adapters.garmin_api import GarminApiClient, UntrustedCallbackError
 from services.ingest.adapters.google_health_api import GoogleHealthApiClient
@@ -61,13 +63,14 @@ class VendorPuller:
     fitbit: FitbitApiClient | None
     google: GoogleHealthApiClient | None
     garmin: GarminApiClient | None
-    max_wait_s: float = 60.0
+    deferrals: SqlDeferredPullStore
+    max_wait_s: float = 3600.0
 
     async def on_vendor_notification(self, event: VendorNotification, ctx: MessageContext) -> None:
-        """Pull and publish; dead-letter what can never succeed; raise to retry the rest."""
+        """Pull and publish; defer what the vendor rate-limited; dead-letter what can never
+        succeed; raise to retry the rest."""
         vendor = Vendor(event.vendor)
-        store = self.pipeline.connections
-        conn: Connection | None = await store.find(vendor, event.vendor_user)
+        conn: Connection | None = await self.pipeline.connections.find(vendor, event.vendor_user)
         if conn is None:
             raise UnprocessableEventError(
                 "unknown_vendor_user", f"{vendor.value} user not connected"
@@ -77,13 +80,32 @@ class VendorPuller:
                 "pull_skipped_inactive_connection", vendor=vendor.value, status=conn.status.value
             )
             return
+        now = datetime.now(UTC)
+        waiting = await self.deferrals.deferred_until(vendor.value, conn.vendor_user, now=now)
+        if waiting is not None:  # the vendor asked us to leave this user alone until then
+            await self.deferrals.defer(event, not_before=waiting, now=now)
+            log.info("vendor_pull_deferred", vendor=vendor.value, reason="user_rate_limited")
+            return
         try:
-            samples = await self._pull(vendor, conn, event)
+            samples = await self._pull_classified(vendor, conn, event)
         except VendorRateLimitedError as exc:
-            wait = min(exc.retry_after_s, self.max_wait_s)
-            log.warning("vendor_rate_limited", vendor=vendor.value, retry_after_s=wait)
-            await asyncio.sleep(wait)  # the vendor asked for it; the consumer then retries
-            raise
+            # Durable, per user: other users' pulls on this partition go on meanwhile.
+            wait, now = min(exc.retry_after_s, self.max_wait_s), datetime.now(UTC)
+            await self.deferrals.defer(event, not_before=now + timedelta(seconds=wait), now=now)
+            log.warning("vendor_pull_deferred", vendor=vendor.value, retry_after_s=wait)
+            return
+        await self.pipeline.publish(
+            vendor=vendor, samples=samples, connections={conn.vendor_user: conn}
+        )
+
+    async def _pull_classified(
+        self, vendor: Vendor, conn: Connection, event: VendorNotification
+    ) -> list[VendorSample]:
+        """Pull; turn what can never succeed into UnprocessableEventError (after marking the
+        connection); VendorRateLimitedError and transient errors pass through."""
+        store = self.pipeline.connections
+        try:
+            return await self._pull(vendor, conn, event)
         except VendorGoneError as exc:
             await store.set_status(
                 vendor, conn.vendor_user, ConnectionStatus.NEEDS_MIGRATION, "410 Gone"
@@ -106,9 +128,6 @@ class VendorPuller:
             raise UnprocessableEventError(
                 "vendor_payload_invalid", f"{exc.field}: {exc.message}"
             ) from exc
-        await self.pipeline.publish(
-            vendor=vendor, samples=samples, connections={conn.vendor_user: conn}
-        )
 
     async def _pull(
         self, vendor: Vendor, conn: Connection, event: VendorNotification

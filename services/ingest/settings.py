@@ -62,5 +62,11 @@ class IngestSettings(ServiceSettings):
     )
     vendor_timeout_s: float = Field(10.0, gt=0, description="Timeout of vendor API calls.")
     vendor_max_retry_after_s: float = Field(
-        300.0, gt=0, description="Longest wait honoured from a vendor's Retry-After."
+        3600.0,
+        gt=0,
+        description="Longest wait honoured from a vendor's Retry-After / Fitbit-Rate-Limit-Reset "
+        "before a rate-limited pull is tried again.",
+    )
+    ingest_deferred_pull_poll_s: float = Field(
+        1.0, gt=0, le=60, description="How often rate-limited pulls are checked for being due."
     )

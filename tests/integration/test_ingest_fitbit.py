@@ -234,11 +234,6 @@ async def test_429_is_retried_after_retry_after_and_then_published(
     assert await dead_letters(ingest) == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="DEFECT: VendorPuller sleeps out a 429's Retry-After inside the handler, so one "
-    "user's per-user Fitbit limit (150/user/hour) stalls every user's pulls on the consumer",
-)
 async def test_one_users_rate_limit_does_not_hold_up_other_users_pulls(
     ingest: Ingest, fitbit: FakeFitbit
 ) -> None:
@@ -256,6 +251,48 @@ async def test_one_users_rate_limit_does_not_hold_up_other_users_pulls(
         timeout=8,
     )
     assert {r.patient_id for r in published} == {"pt-fitbit-2"}
+
+
+async def test_a_rate_limited_pull_survives_a_restart_during_the_wait(
+    broker: str, idp: FakeIdP, tmp_path: Path, fitbit: FakeFitbit
+) -> None:
+    fitbit.rate_limit_next, fitbit.retry_after_s, fitbit.rate_limit_reset_s = 1, 3, 3
+    settings = fitbit_settings(fitbit)
+    async with ingest_service(broker, idp, tmp_path, **settings) as ingest:
+        await connect(ingest, fitbit)
+        assert (await notify(ingest, fitbit)).status_code == 204
+        await wait_for_requests(fitbit, lambda rs: any(r.status == 429 for r in rs))
+        limited_at = time.monotonic()
+    assert await readings(ingest) == []
+    # A new process on the same database: the deferred pull is due after the wait and resumed.
+    async with ingest_service(broker, idp, tmp_path, **settings) as ingest:
+        published = await readings(ingest, count=len(PUBLISHED))
+    assert time.monotonic() - limited_at >= 2.8
+    assert len({r.reading_id for r in published}) == len(PUBLISHED)
+    assert [r.status for r in heart_requests(fitbit.requests)] == [429, 200]
+
+
+async def test_notices_of_a_rate_limited_user_wait_with_it_and_repeats_are_pulled_once(
+    ingest: Ingest, fitbit: FakeFitbit
+) -> None:
+    fitbit.rate_limit_next, fitbit.retry_after_s, fitbit.rate_limit_reset_s = 1, 3, 3
+    await connect(ingest, fitbit)
+    assert (await notify(ingest, fitbit)).status_code == 204
+    await wait_for_requests(fitbit, lambda rs: any(r.status == 429 for r in rs))
+    # While the user is limited: the same notice twice more (one pull) and another day's notice.
+    fitbit.set_heart_rate(USER, "2024-05-02", [("08:00:00", 66)])
+    for day in (DAY, DAY, "2024-05-02"):
+        assert (await notify(ingest, fitbit, day=day)).status_code == 204
+    published = await readings(ingest, count=len(PUBLISHED) + 1)
+    assert {r.value for r in published} == {bpm for _, bpm in PUBLISHED} | {66}
+    # A sentinel on the same partition: every requeued copy was handled before it is pulled.
+    fitbit.set_heart_rate(USER, "2024-05-03", [("08:00:00", 67)])
+    assert (await notify(ingest, fitbit, day="2024-05-03")).status_code == 204
+    await readings(ingest, count=len(PUBLISHED) + 2)
+    pulled = [(r.path.split("/")[7], r.status) for r in heart_requests(fitbit.requests)]
+    assert pulled[0] == (DAY, 429)
+    assert sorted(pulled[1:-1]) == [(DAY, 200), ("2024-05-02", 200)]
+    assert pulled[-1] == ("2024-05-03", 200)
 
 
 async def test_a_pull_for_a_patient_without_consent_is_withheld_and_audited(

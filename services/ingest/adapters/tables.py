@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import Column, Integer, MetaData, String, Table, Text, UniqueConstraint
+from sqlalchemy import Column, Index, Integer, MetaData, String, Table, Text, UniqueConstraint
 
 from shared.dbtypes import UtcDateTime
 
@@ -27,4 +27,18 @@ connections = Table(
     Column("updated_at", UtcDateTime, nullable=False),
     Column("created_by", String(256), nullable=False),
     UniqueConstraint("vendor", "vendor_user", name="uq_ingest_connections_vendor_user"),
+)
+
+# A pull the vendor rate-limited (429): kept until `not_before`, then put back on
+# vendor-notifications.v1. One row per notification id, so repeated notices coalesce.
+deferred_pulls = Table(
+    "ingest_deferred_pulls",
+    metadata,
+    Column("notification_id", String(64), primary_key=True),
+    Column("vendor", String(32), nullable=False),
+    Column("vendor_user", String(128), nullable=False),
+    Column("notification", Text, nullable=False),
+    Column("not_before", UtcDateTime, nullable=False, index=True),
+    Column("deferred_at", UtcDateTime, nullable=False),
+    Index("ix_ingest_deferred_pulls_vendor_user", "vendor", "vendor_user"),
 )

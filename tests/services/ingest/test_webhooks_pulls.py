@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import httpx
 import pytest
 
+from services.ingest.adapters.deferred_pulls import SqlDeferredPullStore
 from services.ingest.adapters.garmin_api import GarminApiClient
+from services.ingest.app import MIGRATIONS
 from services.ingest.connections import Connection, ConnectionStatus, Vendor
 from services.ingest.pulls import VendorPuller, interval_filter
 from services.ingest.webhook_support import VendorPipeline
 from shared.consumer import MessageContext
+from shared.db import make_engine, migrate
 from shared.events import VendorNotification
 from shared.kafka import UnprocessableEventError
 
@@ -57,8 +61,61 @@ async def http() -> AsyncIterator[httpx.AsyncClient]:
         yield client
 
 
+@pytest.fixture
+async def deferrals(tmp_path: Path) -> AsyncIterator[SqlDeferredPullStore]:
+    db = make_engine(f"sqlite:///{tmp_path}/ingest.db")
+    await migrate(db, MIGRATIONS)
+    try:
+        yield SqlDeferredPullStore(db)
+    finally:
+        await db.dispose()
+
+
+def fitbit_notice(day: str, *, user: str = "GGNJL9") -> VendorNotification:
+    return VendorNotification(
+        notification_id=f"n-{user}-{day}",
+        vendor="fitbit",
+        vendor_user=user,
+        kind="activities",
+        detail={"date": day, "collection": "activities"},
+        received_at=NOW,
+    )
+
+
+async def test_repeated_notices_while_deferred_are_one_pull_due_at_the_latest_wait(
+    deferrals: SqlDeferredPullStore,
+) -> None:
+    notice = fitbit_notice("2024-05-01")
+    for wait_s in (20, 60, 30):
+        await deferrals.defer(notice, not_before=NOW + timedelta(seconds=wait_s), now=NOW)
+    await deferrals.defer(fitbit_notice("2024-05-02"), not_before=NOW, now=NOW)
+    assert await deferrals.deferred_until("fitbit", "GGNJL9", now=NOW) == NOW + timedelta(
+        seconds=60
+    )
+    assert await deferrals.deferred_until("fitbit", "OTHER1", now=NOW) is None
+    due = await deferrals.due(now=NOW + timedelta(seconds=59))
+    assert [d.notification.detail["date"] for d in due] == ["2024-05-02"]
+    due = await deferrals.due(now=NOW + timedelta(seconds=61))
+    assert [d.notification for d in due] == [fitbit_notice("2024-05-02"), notice]
+
+
+async def test_a_pull_rate_limited_again_while_being_requeued_stays_deferred(
+    deferrals: SqlDeferredPullStore,
+) -> None:
+    notice = fitbit_notice("2024-05-01")
+    await deferrals.defer(notice, not_before=NOW, now=NOW)
+    requeued = await deferrals.due(now=NOW)
+    # The requeued copy was pulled and 429'd again before the relay released the first wait.
+    later = NOW + timedelta(seconds=30)
+    await deferrals.defer(notice, not_before=later, now=NOW)
+    await deferrals.release(requeued)
+    assert [d.notification for d in await deferrals.due(now=later)] == [notice]
+    await deferrals.release(await deferrals.due(now=later))
+    assert await deferrals.due(now=later) == []
+
+
 async def test_a_queued_ping_whose_callback_is_no_longer_trusted_is_dead_lettered(
-    http: httpx.AsyncClient,
+    http: httpx.AsyncClient, deferrals: SqlDeferredPullStore
 ) -> None:
     # Queued under one GARMIN_API_BASE_URL, pulled under another (a config change in between):
     # the callback can never be fetched, so it must not be retried forever on its partition.
@@ -75,6 +132,7 @@ async def test_a_queued_ping_whose_callback_is_no_longer_trusted_is_dead_lettere
         fitbit=None,
         google=None,
         garmin=GarminApiClient(http=http, base_url="https://apis.garmin.example"),
+        deferrals=deferrals,
     )
     event = VendorNotification(
         notification_id="n-1",
