@@ -35,6 +35,8 @@ READY_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 15.0
 POLL_INTERVAL_S = 0.1
 FETCH_MAX_WAIT_MS = 20
+BENCH_SLACK_RATE_PER_S = 100_000
+BENCH_SLACK_BURST = 100_000
 HANDLE_METRIC = "kafka_message_handle_seconds"
 CONSUMED_METRIC = "kafka_messages_consumed"
 
@@ -74,6 +76,7 @@ class StackOptions:
     auth_env: dict[str, str]
     consent_required: bool = False
     with_consent_service: bool = False
+    notifier_db_url: str | None = None  # None: a fresh SQLite file in the stack's directory
 
 
 @dataclass(frozen=True)
@@ -173,6 +176,11 @@ def service_env(
         "KAFKA_FETCH_MAX_WAIT_MS": str(FETCH_MAX_WAIT_MS),
         "BIND_HOST": "127.0.0.1",
         "RULES_DATABASE_URL": f"sqlite:///{data_dir}/rules.db",
+        "NOTIFIER_DATABASE_URL": options.notifier_db_url or f"sqlite:///{data_dir}/notifier.db",
+        # A real Slack channel takes about 1 message/s (the notifier's default pacing); the bench
+        # measures the pipeline's latency, not one channel's throughput, so pacing is lifted.
+        "SLACK_CHANNEL_RATE_PER_S": str(BENCH_SLACK_RATE_PER_S),
+        "SLACK_CHANNEL_BURST": str(BENCH_SLACK_BURST),
         # false: patients never seen on consent.v1 are processed (the consent lookup still runs),
         # so phases A/B need no grants; true for phase C, where every patient is granted first.
         "CONSENT_REQUIRED": "true" if options.consent_required else "false",

@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import and_, case, func, or_, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.notifier.adapters.store import Tx
@@ -158,6 +158,34 @@ async def finish(tx: Tx, row: DeliveryRow, **values: Any) -> bool:
         .values(claim_token=None, claimed_until=None, updated_at=tx.now, **values)
     )
     return result.rowcount == 1
+
+
+async def finish_sent(tx: Tx, sent: list[tuple[DeliveryRow, str]]) -> set[int]:
+    """Mark many claimed rows sent with their provider references, in one UPDATE; return the ids
+    whose claim this dispatcher still held (the others were taken over and are left alone)."""
+    if not sent:
+        return set()
+    refs = {row.id: ref for row, ref in sent}
+    attempts = {row.id: row.attempts + 1 for row, _ in sent}
+    result = await tx.conn.execute(
+        update(d)
+        .where(
+            tuple_(d.c.id, d.c.claim_token).in_([(row.id, row.claim_token) for row, _ in sent]),
+            d.c.status == "sending",
+        )
+        .values(
+            status="sent",
+            claim_token=None,
+            claimed_until=None,
+            updated_at=tx.now,
+            sent_at=tx.now,
+            last_error=None,
+            provider_ref=case(refs, value=d.c.id),
+            attempts=case(attempts, value=d.c.id),
+        )
+        .returning(d.c.id)
+    )
+    return set(result.scalars().all())
 
 
 async def release(tx: Tx, tokens_and_ids: Iterable[tuple[str, int | None]]) -> None:

@@ -217,7 +217,7 @@ class Dispatcher:
         else:
             metrics.latency.labels(row.channel.value).observe(receipt.latency_s)
             metrics.sent.labels(row.channel.value).inc()
-            await self._writes.submit(lambda tx: self._outcomes.sent(tx, row, receipt))
+            await self._writes.submit_bulk(self._outcomes.sent_many, (row, receipt))
             log.info(
                 "delivery_sent", channel=row.channel.value, role=row.role, kind=row.recipient_kind
             )

@@ -61,22 +61,28 @@ class Outcomes:
 
     async def sent(self, tx: Tx, row: DeliveryRow, receipt: Receipt) -> None:
         """Mark sent, keep the provider's reference; the first main Slack post anchors the alert."""
-        done = await deliveries.finish(
-            tx,
-            row,
-            status="sent",
-            attempts=row.attempts + 1,
-            provider_ref=receipt.provider_ref[:256],
-            sent_at=tx.now,
-            last_error=None,
+        await self.sent_many(tx, [(row, receipt)])
+
+    async def sent_many(self, tx: Tx, items: list[tuple[DeliveryRow, Receipt]]) -> None:
+        """`sent` for many rows at once (one UPDATE each for the rows and their alerts)."""
+        items = sorted(items, key=lambda item: item[0].id)
+        done = await deliveries.finish_sent(
+            tx, [(row, receipt.provider_ref[:256]) for row, receipt in items]
         )
-        if not done:
-            return
-        if row.channel is Channel.SLACK and row.role == "post" and row.recipient_kind == "oncall":
-            await tx.set_slack_ref(row.alert_id, receipt.provider_ref[:128])
-        if row.role == "post":
-            who = f"{row.recipient_kind} {row.recipient_label}"
-            await tx.note(row.alert_id, "delivered", who, channel=row.channel.value)
+        mine = [(row, receipt) for row, receipt in items if row.id in done]
+        await tx.set_slack_refs(
+            {
+                row.alert_id: receipt.provider_ref[:128]
+                for row, receipt in reversed(mine)  # the first main post of an alert wins
+                if row.channel is Channel.SLACK
+                and row.role == "post"
+                and row.recipient_kind == "oncall"
+            }
+        )
+        for row, _ in mine:
+            if row.role == "post":
+                who = f"{row.recipient_kind} {row.recipient_label}"
+                await tx.note(row.alert_id, "delivered", who, channel=row.channel.value)
 
     async def later(self, tx: Tx, row: DeliveryRow, at: datetime) -> None:
         """Put a claim back without counting an attempt (waiting for its turn or its original)."""

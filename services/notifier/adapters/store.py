@@ -16,7 +16,7 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import delete, event, insert, or_, select, update
+from sqlalchemy import case, delete, event, insert, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -158,6 +158,17 @@ class Tx:
             update(alerts)
             .where(alerts.c.alert_id == alert_id, alerts.c.slack_ref.is_(None))
             .values(slack_ref=ref)
+        )
+
+    async def set_slack_refs(self, refs: dict[str, str]) -> None:
+        """Remember the first Slack message of many alerts (alert id -> ref), in one UPDATE."""
+        if not refs:
+            return
+        await self.flush()
+        await self.conn.execute(
+            update(alerts)
+            .where(alerts.c.alert_id.in_(list(refs)), alerts.c.slack_ref.is_(None))
+            .values(slack_ref=case(refs, value=alerts.c.alert_id))
         )
 
     async def note(

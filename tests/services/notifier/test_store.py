@@ -13,13 +13,21 @@ import pytest
 from sqlalchemy import inspect
 
 from services.notifier.adapters import deliveries
-from services.notifier.adapters.store import StaleAlertError, Tx
+from services.notifier.adapters.group_commit import GroupCommit
+from services.notifier.adapters.store import StaleAlertError, Tx, timeline_of
 from services.notifier.app import MIGRATIONS
 from services.notifier.handlers import Notifier
 from services.notifier.ports import Channel
 from services.notifier.records import NewDelivery
 from shared.db import migrate
-from tests.services.notifier.support import Clock, alert_event, alert_row, feed, make_notifier
+from tests.services.notifier.support import (
+    Clock,
+    alert_event,
+    alert_row,
+    feed,
+    make_notifier,
+    rows,
+)
 
 
 @pytest.fixture
@@ -133,3 +141,51 @@ async def test_a_write_that_lost_a_race_on_an_alert_runs_again(n: Notifier) -> N
 
     await n.store.atomically(work)
     assert len(runs) == 2
+
+
+async def test_sends_recorded_together_skip_a_row_another_instance_took_over(
+    n: Notifier, clock: Clock
+) -> None:
+    async with n.store.transaction() as tx:
+        await deliveries.queue(tx, [new(i) for i in range(3)])
+    async with n.store.reading() as conn:
+        ids = await deliveries.due_ids(conn, now=clock.now, limit=10)
+    first = await n.store.atomically(partial(claim, ids=ids))
+    clock.advance(61)  # this instance stalled; another one claims the middle row again
+    (taken,) = await n.store.atomically(partial(claim, ids=[first[1].id]))
+    async with n.store.transaction() as tx:
+        done = await deliveries.finish_sent(tx, [(r, f"ref-{r.id}") for r in first])
+    assert done == {first[0].id, first[2].id}
+    after = {r.id: r for r in await rows(n)}
+    for row in (first[0], first[2]):
+        assert after[row.id].status == "sent" and after[row.id].provider_ref == f"ref-{row.id}"
+        assert after[row.id].attempts == 1 and after[row.id].claim_token is None
+    assert after[taken.id].status == "sending" and after[taken.id].claim_token == taken.claim_token
+
+
+async def test_grouped_outcomes_commit_together_and_a_failing_one_fails_alone(
+    n: Notifier,
+) -> None:
+    writes = GroupCommit(n.store)
+    calls: list[list[str]] = []
+
+    async def record(tx: Tx, items: list[str]) -> None:
+        calls.append(list(items))
+        if "bad" in items:
+            raise RuntimeError("bad unit")
+        await tx.note("a-1", "probe", ",".join(items))
+
+    writer = asyncio.create_task(writes.run())
+    await asyncio.sleep(0)  # the writer is running: units queue up for one batch
+    results = await asyncio.gather(
+        *(writes.submit_bulk(record, item) for item in ("one", "bad", "two")),
+        return_exceptions=True,
+    )
+    writer.cancel()
+    await asyncio.gather(writer, return_exceptions=True)
+    assert calls[0] == ["one", "bad", "two"]  # one call for the whole batch, then each alone
+    assert sorted(map(tuple, calls[1:])) == [("bad",), ("one",), ("two",)]
+    assert results[0] is None and results[2] is None and isinstance(results[1], RuntimeError)
+    async with n.store.reading() as conn:
+        details = [e["detail"] for e in await timeline_of(conn, "a-1")]
+    assert details == ["one", "two"]
