@@ -20,6 +20,13 @@ class IngestSettings(ServiceSettings):
         description="Readings stamped further in the future than this are rejected.",
     )
     ingest_group_id: str = "ingest"
+    ingest_webhook_publish_timeout_s: float = Field(
+        2.0,
+        gt=0,
+        le=30,
+        description="Webhook routes answer 503 + Retry-After when the broker has not acknowledged "
+        "within this long (Fitbit allows 5 s for the whole answer).",
+    )
     ingest_database_url: str = Field(
         "sqlite:///.data/ingest.db",
         description="Vendor connections: sqlite:/// or postgresql://.",

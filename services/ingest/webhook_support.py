@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import asyncio
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -150,6 +152,25 @@ class VendorPipeline:
             self._metrics.withheld.inc(outcome.withheld)
 
 
+@asynccontextmanager
+async def publish_deadline(request: Request) -> AsyncIterator[None]:
+    """Bound a webhook's broker work by INGEST_WEBHOOK_PUBLISH_TIMEOUT_S, counted from its first
+    publish (one budget for all of a request's publishes), so the vendor gets a 503 it retries
+    before its own deadline (Fitbit: 5 s) instead of timing out."""
+    deadline = getattr(request.state, "publish_deadline", None)
+    if deadline is None:
+        budget = request.app.state.settings.ingest_webhook_publish_timeout_s
+        deadline = request.state.publish_deadline = asyncio.get_running_loop().time() + budget
+    try:
+        async with asyncio.timeout_at(deadline):
+            yield
+    except TimeoutError as exc:
+        log.warning("webhook_publish_timed_out")
+        raise ServiceUnavailableError(
+            "the event broker did not acknowledge in time, retry later", headers=RETRY
+        ) from exc
+
+
 async def publish_samples(
     request: Request,
     *,
@@ -157,11 +178,13 @@ async def publish_samples(
     samples: Sequence[VendorSample],
     connections: dict[str, Connection] | None = None,
 ) -> VendorOutcome:
-    """Publish from a webhook route; 503 + Retry-After when nothing could be accepted."""
+    """Publish from a webhook route; 503 + Retry-After when nothing could be accepted in time."""
     try:
-        return await request.app.state.pipeline.publish(
-            vendor=vendor, samples=samples, connections=connections
-        )
+        async with publish_deadline(request):
+            outcome: VendorOutcome = await request.app.state.pipeline.publish(
+                vendor=vendor, samples=samples, connections=connections
+            )
+            return outcome
     except ConsentUnknownError as exc:
         raise ConsentLoadingError(
             "consent state is still loading, retry later", headers=RETRY
@@ -185,9 +208,14 @@ def outcome_body(outcome: VendorOutcome) -> dict[str, Any]:
 
 
 async def queue_pulls(request: Request, notifications: Sequence[VendorNotification]) -> None:
-    """Durably queue pull work (acks=all) before the webhook answers 2xx."""
+    """Durably queue pull work (acks=all) before the webhook answers 2xx (503 if not in time)."""
+    if not notifications:
+        return
     try:
-        await request.app.state.runtime.publisher.publish_many(VENDOR_NOTIFICATIONS, notifications)
+        async with publish_deadline(request):
+            await request.app.state.runtime.publisher.publish_many(
+                VENDOR_NOTIFICATIONS, notifications
+            )
     except PublishFailedError as exc:
         raise ServiceUnavailableError(
             "the event broker is unavailable, retry later", headers=RETRY

@@ -103,3 +103,25 @@ async def test_when_the_broker_goes_away_a_push_answers_503_within_the_publish_t
             assert time.monotonic() - started < 4
     finally:
         stop_tansu(proc)
+
+
+async def test_when_the_broker_goes_away_fitbit_gets_503_well_within_its_5_s_deadline(
+    idp: FakeIdP, tmp_path: Path
+) -> None:
+    # Default settings: KAFKA_PUBLISH_TIMEOUT_S (5 s) alone would use up Fitbit's whole 5 s for
+    # the answer; the webhook's own publish deadline (2 s) answers 503 so Fitbit retries.
+    port = free_port()
+    proc = start_tansu(port, quiet=True)
+    try:
+        settings = {"fitbit_client_secret": FakeFitbit.client_secret}
+        async with ingest_service(f"127.0.0.1:{port}", idp, tmp_path, **settings) as ingest:
+            stop_tansu(proc)
+            started = time.monotonic()
+            response = await _fitbit_notification(ingest)
+            elapsed = time.monotonic() - started
+    finally:
+        stop_tansu(proc)
+    assert response.status_code == 503, response.text
+    assert response.headers["retry-after"] == "5"
+    assert response.json()["error"]["code"] == "broker_unavailable"
+    assert elapsed < 4, f"answered after {elapsed:.1f} s"
