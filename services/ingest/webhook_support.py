@@ -45,9 +45,11 @@ class InvalidPayloadError(ApiError):
     code = "invalid_payload"
 
 
-class BadRequestError(ApiError):
+class MalformedJsonBodyError(ApiError):
+    """The body is not JSON: the same code as /v1/readings gives (shared.http)."""
+
     status = 400
-    code = "malformed_body"
+    code = "malformed_json"
 
 
 class UnauthenticatedWebhookError(ApiError):
@@ -66,7 +68,7 @@ RETRY = {"Retry-After": "5"}
 def payload_api_error(exc: PayloadError) -> ApiError:
     """Map a mapper's PayloadError to the HTTP error: 400 for non-JSON, else 422 naming the field."""
     if isinstance(exc, MalformedJsonError):
-        return BadRequestError(f"body {exc.message}")
+        return MalformedJsonBodyError(f"request body {exc.message}")
     return InvalidPayloadError(
         f"{exc.field}: {exc.message}", details=[{"field": exc.field, "message": exc.message}]
     )
