@@ -49,18 +49,31 @@ class Who:
     agent: Agent | None = None
 
 
-def visible(row: AlertRow | None, tenant_id: str | None) -> AlertRow:
-    """The alert if the caller's tenant may see it (tenant None: a signed Slack request)."""
-    if row is None or (tenant_id is not None and row.tenant_id not in (None, tenant_id)):
+ADMIN_SCOPE = "admin"
+
+
+def may_see(alert_tenant: str | None, *, tenant_id: str, admin: bool) -> bool:
+    """Whether a caller of `tenant_id` may see an alert of `alert_tenant`: its own tenant's only;
+    an alert whose tenant is unknown (no consent recorded when it opened) only with `admin`."""
+    return alert_tenant == tenant_id if alert_tenant is not None else admin
+
+
+def visible(row: AlertRow | None, tenant_id: str | None, *, admin: bool = False) -> AlertRow:
+    """The alert if the caller may see it (tenant None: a signed Slack request, sees all)."""
+    if row is None or (
+        tenant_id is not None and not may_see(row.tenant_id, tenant_id=tenant_id, admin=admin)
+    ):
         raise AlertNotFoundError("alert not found")
     return row
 
 
-async def acknowledge(n: Notifier, alert_id: str, who: Who, *, tenant_id: str | None) -> AlertRow:
+async def acknowledge(
+    n: Notifier, alert_id: str, who: Who, *, tenant_id: str | None, admin: bool = False
+) -> AlertRow:
     """Acknowledge: the climb stops, pending pages to agents are dropped, Slack shows who."""
 
     async def work(tx: Tx) -> AlertRow:
-        row = visible(await tx.alert(alert_id, lock=True), tenant_id)
+        row = visible(await tx.alert(alert_id, lock=True), tenant_id, admin=admin)
         acked = _ack(row.snapshot, who, now=tx.now)
         if acked is row.snapshot:
             return row  # already acknowledged: the first ack stands

@@ -9,7 +9,14 @@ import structlog
 from fastapi import APIRouter, Body, Depends, Path, Query, Request
 from pydantic import BaseModel, ConfigDict
 
-from services.notifier.actions import AlertNotFoundError, Who, acknowledge, visible
+from services.notifier.actions import (
+    ADMIN_SCOPE,
+    AlertNotFoundError,
+    Who,
+    acknowledge,
+    may_see,
+    visible,
+)
 from services.notifier.adapters import deliveries
 from services.notifier.adapters.contacts import (
     StoredContact,
@@ -70,7 +77,7 @@ def build_router() -> APIRouter:
     """Routes of the alerts and contact APIs."""
     r = APIRouter(tags=["alerts"])
 
-    @r.get("/v1/alerts", summary="Alerts, newest first (alerts:read)")
+    @r.get("/v1/alerts", summary="Alerts of the caller's tenant, newest first (alerts:read)")
     async def alerts(
         request: Request,
         actor: Reader,
@@ -78,11 +85,18 @@ def build_router() -> APIRouter:
     ) -> dict[str, list[dict[str, Any]]]:
         async with _n(request).store.reading() as conn:
             rows = await list_alerts(conn, open_only=status == "open", tenant_id=actor.tenant_id)
-        return {"alerts": [row.summary() for row in rows]}
+        admin = ADMIN_SCOPE in actor.scopes
+        return {
+            "alerts": [
+                row.summary()
+                for row in rows  # the store also returns those of no known tenant
+                if may_see(row.tenant_id, tenant_id=actor.tenant_id, admin=admin)
+            ]
+        }
 
     @r.get("/v1/alerts/{alert_id}", summary="One alert with its timeline and sends (alerts:read)")
     async def alert(alert_id: AlertPath, request: Request, actor: Reader) -> dict[str, Any]:
-        return await _detail(_n(request), alert_id, actor.tenant_id)
+        return await _detail(_n(request), alert_id, actor)
 
     @r.post("/v1/alerts/{alert_id}/ack", summary="Acknowledge: the escalation stops (alerts:ack)")
     async def ack(
@@ -97,11 +111,15 @@ def build_router() -> APIRouter:
     return r
 
 
-async def _detail(n: Notifier, alert_id: str, tenant_id: str) -> dict[str, Any]:
+async def _detail(n: Notifier, alert_id: str, actor: Principal) -> dict[str, Any]:
     """An alert's summary, timeline and sends (who, where, when; never an address)."""
     async with n.store.reading() as conn:
         try:
-            row = visible(await read_alert(conn, alert_id), tenant_id)
+            row = visible(
+                await read_alert(conn, alert_id),
+                actor.tenant_id,
+                admin=ADMIN_SCOPE in actor.scopes,
+            )
         except AlertNotFoundError as exc:
             raise NotFoundError("alert not found") from exc
         sends = await deliveries.of_alert(conn, alert_id)
@@ -119,7 +137,11 @@ async def _ack(request: Request, alert_id: str, actor: Principal, via: str) -> d
     agent = next((a for a in n.routing.agents if a.id == actor.sub), None)
     try:
         row = await acknowledge(
-            n, alert_id, Who(id=actor.sub, via=via, agent=agent), tenant_id=actor.tenant_id
+            n,
+            alert_id,
+            Who(id=actor.sub, via=via, agent=agent),
+            tenant_id=actor.tenant_id,
+            admin=ADMIN_SCOPE in actor.scopes,
         )
     except AlertNotFoundError as exc:
         raise NotFoundError("alert not found") from exc

@@ -108,7 +108,7 @@ def _wire(
         dispatcher.notify()
         scheduler.notify(rows)
         for row in rows:
-            feed.publish(row.summary())
+            feed.publish(row.summary(), tenant_id=row.tenant_id)
 
     async def start_workers() -> None:
         # Owned by the runtime (cancelled and awaited on stop), started before Kafka connects:
@@ -204,7 +204,8 @@ def _render(alert: AlertRow, *, dashboard_url: str) -> dict[str, Any]:
     return slack_alert_message(alert.snapshot, alert.last_event, dashboard_url=dashboard_url)
 
 
-async def _open_summaries(store: Store) -> list[dict[str, Any]]:
+async def _open_summaries(store: Store) -> list[tuple[str | None, dict[str, Any]]]:
+    """Every open alert with its tenant: the live feed shows each stream its own tenant's."""
     async with store.reading() as conn:
         rows = await list_alerts(conn, open_only=True, tenant_id=None)
-    return [row.summary() for row in rows]
+    return [(row.tenant_id, row.summary()) for row in rows]

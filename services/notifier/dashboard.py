@@ -6,6 +6,7 @@ import contextlib
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import date, datetime
+from functools import partial
 from pathlib import Path
 from typing import Annotated
 
@@ -14,6 +15,7 @@ from fastapi import APIRouter, Depends, Response
 from fastapi.responses import StreamingResponse
 from starlette.background import BackgroundTask
 
+from services.notifier.actions import ADMIN_SCOPE, may_see
 from services.notifier.adapters.live_feed import FeedEvent, LiveFeed, Subscription
 from shared.auth import Principal, require_scopes
 from shared.http import ApiError
@@ -74,16 +76,18 @@ def build_dashboard_router(feed: LiveFeed, *, retry_ms: int = RETRY_MS) -> APIRo
 
     @router.get(
         "/v1/alerts/stream",
-        summary="Live alerts (Server-Sent Events): a snapshot, then every change",
+        summary="Live alerts of the caller's tenant (Server-Sent Events): a snapshot, then every "
+        "change",
         response_class=StreamingResponse,
         responses={200: {"content": {"text/event-stream": {}}}},
     )
     async def stream(
-        _: Annotated[Principal, Depends(require_scopes("alerts:read"))],
+        actor: Annotated[Principal, Depends(require_scopes("alerts:read"))],
     ) -> StreamingResponse:
+        audience = partial(may_see, tenant_id=actor.tenant_id, admin=ADMIN_SCOPE in actor.scopes)
         stack = contextlib.AsyncExitStack()
         try:
-            events = await stack.enter_async_context(feed.subscribe())
+            events = await stack.enter_async_context(feed.subscribe(audience))
         except Exception as exc:  # whatever the store raised: the client backs off and retries
             log.error("live_feed_snapshot_failed", error=type(exc).__name__)
             raise AlertsUnavailableError(

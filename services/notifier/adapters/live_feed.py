@@ -1,4 +1,8 @@
-"""In-process fan-out of alert changes to the dashboard's live streams (one queue per subscriber)."""
+"""In-process fan-out of alert changes to the dashboard's live streams (one queue per subscriber).
+
+Every change is published with the tenant of its alert, and each subscriber says which tenants it
+may see: a stream never carries another tenant's alert.
+"""
 
 from __future__ import annotations
 
@@ -13,7 +17,9 @@ import structlog
 log = structlog.get_logger(__name__)
 
 AlertSummary = dict[str, Any]
-SnapshotProvider = Callable[[], Awaitable[list[AlertSummary]]]
+TenantedSummary = tuple[str | None, AlertSummary]  # (the alert's tenant, None: unknown; summary)
+SnapshotProvider = Callable[[], Awaitable[list[TenantedSummary]]]
+Audience = Callable[[str | None], bool]  # may this subscriber see an alert of that tenant?
 EventKind = Literal["snapshot", "alert", "keepalive"]
 
 
@@ -32,7 +38,8 @@ _CLOSED = object()  # queued by close(): the iterator ends after it
 class Subscription:
     """What one subscriber reads: its snapshot first, then every published change, in order."""
 
-    def __init__(self, *, queue_size: int, keepalive_s: float) -> None:
+    def __init__(self, *, audience: Audience, queue_size: int, keepalive_s: float) -> None:
+        self.audience = audience
         self._queue: asyncio.Queue[object] = asyncio.Queue(maxsize=queue_size)
         self._keepalive_s = keepalive_s
         self._snapshot: FeedEvent | None = None
@@ -95,22 +102,27 @@ class LiveFeed:
         """How many subscriptions are open."""
         return len(self._subscribers)
 
-    def publish(self, summary: AlertSummary) -> None:
-        """Offer one changed alert to every subscriber; never blocks, never raises for a reader."""
+    def publish(self, summary: AlertSummary, *, tenant_id: str | None) -> None:
+        """Offer one changed alert to every subscriber that may see its tenant; never blocks,
+        never raises for a reader."""
         item = dict(summary)  # the caller may reuse its dict; readers see the state at publish time
         for sub in list(self._subscribers):
-            if not sub.offer(item):
+            if sub.audience(tenant_id) and not sub.offer(item):
                 self._drop(sub)
 
     @contextlib.asynccontextmanager
-    async def subscribe(self) -> AsyncIterator[Subscription]:
-        """Open a subscription: the snapshot first, then live changes; the snapshot provider's
-        error propagates from entering. Registered before the snapshot is read, so no change
-        committed meanwhile is missed (it may arrive twice: summaries are whole states)."""
-        sub = Subscription(queue_size=self._queue_size, keepalive_s=self._keepalive_s)
+    async def subscribe(self, audience: Audience) -> AsyncIterator[Subscription]:
+        """Open a subscription to the alerts of the tenants `audience` accepts: the snapshot
+        first, then live changes; the snapshot provider's error propagates from entering.
+        Registered before the snapshot is read, so no change committed meanwhile is missed (it
+        may arrive twice: summaries are whole states)."""
+        sub = Subscription(
+            audience=audience, queue_size=self._queue_size, keepalive_s=self._keepalive_s
+        )
         self._subscribers.add(sub)
         try:
-            sub.set_snapshot(await self._snapshot())
+            snapshot = await self._snapshot()
+            sub.set_snapshot([summary for tenant, summary in snapshot if audience(tenant)])
             yield sub
         finally:
             self._subscribers.discard(sub)
