@@ -54,6 +54,12 @@ async def main_post(slack: FakeSlack, patient: str) -> Any:
     return next(c for c in slack.calls if patient in str(c.body) and "thread_ts" not in c.body)
 
 
+async def of_tenant_a(service: Service, patient: str) -> None:
+    """Record the patient's monitoring consent (tenant-a): only that tenant sees its alerts."""
+    await publish_consent(service.broker, consent_event(patient, Purpose.MONITORING, True))
+    await eventually(lambda: service.notifier.consent.tenant_of(patient))
+
+
 async def next_wake(service: Service, alert_id: str) -> Any:
     async with service.notifier.store.reading() as conn:
         query = select(alerts.c.next_wake_at).where(alerts.c.alert_id == alert_id)
@@ -77,6 +83,7 @@ async def test_an_unanswered_red_alert_climbs_to_the_manager(
         routing=routing_file(tmp_path),
     )
     async with running(config, fake_slack, twilio) as service:
+        await of_tenant_a(service, "pt-climb")
         opened = time.monotonic()
         await publish_alerts(broker, alert_event(patient="pt-climb", alert_id="a-climb"))
         await main_post(fake_slack, "pt-climb")
@@ -115,6 +122,7 @@ async def test_an_api_ack_stops_the_climb_and_updates_slack(
         routing=routing_file(tmp_path),
     )
     async with running(config, fake_slack, twilio) as service:
+        await of_tenant_a(service, "pt-ack")
         await publish_alerts(broker, alert_event(patient="pt-ack", alert_id="a-ack"))
         await eventually(lambda: twilio_messages_to(twilio, ANA))  # level 2 reached
         ack = await api(
@@ -149,6 +157,7 @@ async def test_slack_buttons_are_signed_and_only_mapped_agents_may_press_them(
         routing=routing_file(tmp_path),
     )
     async with running(config, fake_slack, twilio) as service:
+        await of_tenant_a(service, "pt-btn")
         await publish_alerts(broker, alert_event(patient="pt-btn", alert_id="a-btn"))
         post = await main_post(fake_slack, "pt-btn")
         payload = block_actions_payload(action_id="alert_ack", value="a-btn", message_ts=post.ts)
@@ -229,6 +238,7 @@ async def test_withdrawn_monitoring_consent_cancels_the_alert_in_slack(
         routing=routing_file(tmp_path),
     )
     async with running(config, fake_slack, twilio) as service:
+        await of_tenant_a(service, "pt-rev")
         await publish_alerts(broker, alert_event(patient="pt-rev", alert_id="a-rev"))
         post = await main_post(fake_slack, "pt-rev")
         await publish_consent(broker, consent_event("pt-rev", Purpose.MONITORING, False))
