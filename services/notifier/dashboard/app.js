@@ -183,7 +183,7 @@ async function acknowledge(alertId) {
     const res = await fetch(`/v1/alerts/${encodeURIComponent(alertId)}/ack`, {
       method: "POST",
       headers: { Authorization: `Bearer ${token}`, "Content-Type": "application/json" },
-      body: "{}",
+      body: JSON.stringify({ via: "dashboard" }), // recorded in the timeline and shown by the page
       cache: "no-store",
     });
     await onAckAnswer(res);
