@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import httpx
 from fastapi import FastAPI
@@ -17,11 +16,10 @@ from services.ingest.adapters.garmin_api import GarminApiClient
 from services.ingest.adapters.google_health_api import GoogleHealthApiClient
 from services.ingest.adapters.kafka import KafkaReadingPublisher
 from services.ingest.adapters.token_cipher import cipher_from
-from services.ingest.adapters.vendor_oauth import OAuthTokens
 from services.ingest.api import build_router
 from services.ingest.connections import Vendor
 from services.ingest.connections_api import build_connections_router
-from services.ingest.pulls import VendorPuller, tokens_to
+from services.ingest.pulls import VendorPuller, token_exchanger
 from services.ingest.settings import IngestSettings
 from services.ingest.webhook_support import VendorPipeline
 from services.ingest.webhooks import build_webhook_router
@@ -126,13 +124,6 @@ def _wire_pulls(
     http = httpx.AsyncClient(timeout=settings.vendor_timeout_s)
     kit.close_on_shutdown(http.aclose)
     store = pipeline.connections
-
-    def saver(vendor: Vendor) -> Any:
-        async def save(vendor_user: str, tokens: OAuthTokens) -> None:
-            await store.save_tokens(vendor, vendor_user, tokens_to(tokens))
-
-        return save
-
     fitbit_secret = settings.fitbit_client_secret
     google_secret = settings.google_health_client_secret
     puller = VendorPuller(
@@ -141,7 +132,7 @@ def _wire_pulls(
             http=http,
             client_id=settings.fitbit_client_id,
             client_secret=fitbit_secret.get_secret_value(),
-            save_tokens=saver(Vendor.FITBIT),
+            exchange_tokens=token_exchanger(store, Vendor.FITBIT),
             base_url=settings.fitbit_api_base_url,
             token_url=settings.fitbit_token_url,
         )
@@ -151,7 +142,7 @@ def _wire_pulls(
             http=http,
             client_id=settings.google_health_client_id,
             client_secret=google_secret.get_secret_value(),
-            save_tokens=saver(Vendor.GOOGLE_HEALTH),
+            exchange_tokens=token_exchanger(store, Vendor.GOOGLE_HEALTH),
             base_url=settings.google_health_api_base_url,
             token_url=settings.google_health_token_url,
         )
