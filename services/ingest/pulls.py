@@ -12,11 +12,14 @@ from typing import Any
 
 import structlog
 
+from services.ingest.adapters.connections_store import SqlConnectionStore
 from services.ingest.adapters.deferred_pulls import SqlDeferredPullStore
 from services.ingest.adapters.fitbit_api import FitbitApiClient
 from services.ingest.adapters.garmin_api import GarminApiClient, UntrustedCallbackError
 from services.ingest.adapters.google_health_api import GoogleHealthApiClient
 from services.ingest.adapters.vendor_oauth import (
+    Exchange,
+    ExchangeTokens,
     OAuthTokens,
     VendorAuthError,
     VendorGoneError,
@@ -53,6 +56,18 @@ def tokens_to(tokens: OAuthTokens) -> dict[str, str]:
         "expires_at": tokens.expires_at.isoformat(),
         "scope": tokens.scope,
     }
+
+
+def token_exchanger(store: SqlConnectionStore, vendor: Vendor) -> ExchangeTokens:
+    """The pull clients' `exchange_tokens` over the connections store (encrypted, row-locked)."""
+
+    async def exchange_tokens(vendor_user: str, exchange: Exchange) -> OAuthTokens:
+        async def on_stored(stored: dict[str, str] | None) -> dict[str, str]:
+            return tokens_to(await exchange(tokens_from(stored) if stored else None))
+
+        return tokens_from(await store.exchange_tokens(vendor, vendor_user, on_stored))
+
+    return exchange_tokens
 
 
 @dataclass

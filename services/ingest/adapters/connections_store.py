@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import secrets
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import SimpleNamespace
@@ -200,6 +201,36 @@ class SqlConnectionStore:
                 .where(t.c.vendor == vendor.value, t.c.vendor_user == vendor_user)
                 .values(tokens_encrypted=self._cipher.encrypt(tokens), updated_at=datetime.now(UTC))
             )
+
+    async def exchange_tokens(
+        self,
+        vendor: Vendor,
+        vendor_user: str,
+        exchange: Callable[[dict[str, str] | None], Awaitable[dict[str, str]]],
+    ) -> dict[str, str]:
+        """Run `exchange` on the stored token pair while holding it exclusively, store what it
+        returns, and return that. On PostgreSQL the row stays locked (SELECT ... FOR UPDATE) until
+        the new pair is committed, so another replica refreshing the same user waits and then
+        sees the new pair; SQLite has one writer and the caller's per-process lock suffices."""
+        if self._cipher is None:
+            raise TokenStorageUnavailableError("no INGEST_TOKEN_KEYS configured")
+        where = (t.c.vendor == vendor.value, t.c.vendor_user == vendor_user)
+        async with self._engine.begin() as conn:
+            query = select(t.c.tokens_encrypted).where(*where)
+            if conn.dialect.name == "postgresql":
+                query = query.with_for_update()
+            stored = (await conn.execute(query)).scalar()
+            current = self._cipher.decrypt(stored) if stored is not None else None
+            fresh = await exchange(current)
+            if fresh != current:
+                await conn.execute(
+                    update(t)
+                    .where(*where)
+                    .values(
+                        tokens_encrypted=self._cipher.encrypt(fresh), updated_at=datetime.now(UTC)
+                    )
+                )
+        return fresh
 
     async def set_status(
         self, vendor: Vendor, vendor_user: str, status: ConnectionStatus, reason: str

@@ -1,9 +1,11 @@
 """OAuth 2.0 tokens, refresh and error classification shared by the vendor pull clients.
 
 Fitbit refresh tokens are single-use and each user has one active refresh token
-(vendor-formats.md §2.6), so refreshes are serialised per vendor user and the new pair is handed
-to `save_tokens` before it is used: a pair that was used but not persisted would strand the user.
-The lock is per process; several replicas refreshing the same user need the caller's own lock.
+(vendor-formats.md §2.6), so refreshes are serialised per vendor user and the new pair is stored
+before it is used: a pair that was used but not persisted would strand the user. Within a process
+an asyncio lock serialises them; across replicas `exchange_tokens` holds the stored pair
+exclusively (a row lock on PostgreSQL) while the refresh runs, and a replica that finds a newer
+pair stored than the one it was asked to replace uses that pair instead of refreshing again.
 """
 
 from __future__ import annotations
@@ -39,7 +41,11 @@ class OAuthTokens:
     scope: str = ""
 
 
-SaveTokens = Callable[[str, OAuthTokens], Awaitable[None]]
+Exchange = Callable[[OAuthTokens | None], Awaitable[OAuthTokens]]
+# exchange_tokens(vendor_user, exchange): hold the user's stored pair exclusively (other
+# replicas' exchanges for that user wait), call exchange(stored pair or None), store what it
+# returns if it differs, release, and return it.
+ExchangeTokens = Callable[[str, Exchange], Awaitable[OAuthTokens]]
 
 
 class VendorError(IngestError):
@@ -164,14 +170,14 @@ class TokenRefresher:
         client_id: str,
         client_secret: str,
         auth_method: Literal["client_secret_basic", "client_secret_post"],
-        save_tokens: SaveTokens,
+        exchange_tokens: ExchangeTokens,
         timeout: httpx.Timeout,
     ) -> None:
         self.vendor = vendor
         self._token_url = token_url
         self._client = {"client_id": client_id, "client_secret": client_secret}
         self._auth_method = auth_method
-        self._save_tokens = save_tokens
+        self._exchange_tokens = exchange_tokens
         self._timeout = timeout
         self._locks: dict[str, asyncio.Lock] = {}
         # vendor user -> (refresh token consumed, pair it produced): coalesces concurrent callers
@@ -182,7 +188,8 @@ class TokenRefresher:
         return tokens.expires_at - (now or datetime.now(UTC)) <= REFRESH_LEEWAY
 
     async def refresh(self, vendor_user: str, stale: OAuthTokens) -> OAuthTokens:
-        """Replace `stale`, saving the new pair first; reuse a pair another caller just got."""
+        """Replace `stale`, storing the new pair first; reuse a pair another caller (in this
+        process or another replica) already got for it."""
         async with self._locks.setdefault(vendor_user, asyncio.Lock()):
             done = self._refreshed.get(vendor_user)
             if done is not None:
@@ -193,10 +200,18 @@ class TokenRefresher:
                     and not self.needs_refresh(fresh)
                 ):
                     return fresh
-            fresh = await self._request(stale.refresh_token)
-            await self._save_tokens(vendor_user, fresh)
+
+            async def exchange(stored: OAuthTokens | None) -> OAuthTokens:
+                newest = stored or stale
+                if newest.refresh_token != stale.refresh_token and not self.needs_refresh(newest):
+                    log.info("vendor_token_refreshed_elsewhere", vendor=self.vendor)
+                    return newest  # another replica refreshed while we waited for the lock
+                fresh = await self._request(newest.refresh_token)
+                log.info("vendor_token_refreshed", vendor=self.vendor)
+                return fresh
+
+            fresh = await self._exchange_tokens(vendor_user, exchange)
             self._refreshed[vendor_user] = (stale.refresh_token, fresh)
-            log.info("vendor_token_refreshed", vendor=self.vendor)
             return fresh
 
     async def _request(self, refresh_token: str) -> OAuthTokens:
@@ -284,7 +299,7 @@ class OAuthApiClient:
         http: httpx.AsyncClient,
         client_id: str,
         client_secret: str,
-        save_tokens: SaveTokens,
+        exchange_tokens: ExchangeTokens,
         base_url: str | None = None,
         token_url: str | None = None,
     ) -> None:
@@ -296,7 +311,7 @@ class OAuthApiClient:
             client_id=client_id,
             client_secret=client_secret,
             auth_method=self.AUTH_METHOD,
-            save_tokens=save_tokens,
+            exchange_tokens=exchange_tokens,
             timeout=http.timeout,
         )
 

@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 import pytest
 from cryptography.exceptions import InvalidSignature
+from cryptography.fernet import Fernet
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from starlette.applications import Starlette
@@ -19,10 +20,13 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from deploy.embedded_broker import free_port
+from services.ingest.adapters.connections_store import NewConnection, SqlConnectionStore
 from services.ingest.adapters.fitbit_api import FitbitApiClient, heart_rate_intraday_path
 from services.ingest.adapters.garmin_api import GarminApiClient, UntrustedCallbackError
 from services.ingest.adapters.google_health_api import GoogleHealthApiClient
+from services.ingest.adapters.token_cipher import cipher_from
 from services.ingest.adapters.vendor_oauth import (
+    Exchange,
     OAuthTokens,
     VendorAuthError,
     VendorGoneError,
@@ -30,6 +34,10 @@ from services.ingest.adapters.vendor_oauth import (
     VendorRequestError,
     VendorUnavailableError,
 )
+from services.ingest.app import MIGRATIONS
+from services.ingest.connections import Vendor
+from services.ingest.pulls import token_exchanger, tokens_from, tokens_to
+from shared.db import make_engine, migrate
 from tests.fakes.fitbit import FakeFitbit
 from tests.fakes.google_health import SIGNATURE_HEADER, FakeGoogleHealth, heart_rate_point
 from tests.fakes.server import ThreadedServer
@@ -46,16 +54,27 @@ def tokens_of(answer: dict[str, Any]) -> OAuthTokens:
 
 
 class SavedTokens:
-    """The save_tokens callback: records each pair and which requests the fake had seen then."""
+    """The exchange_tokens port in memory (the SQL store is tested on PostgreSQL below): records
+    each pair stored and whether the fake had seen it used before it was stored."""
 
     def __init__(self, seen: list[Any]) -> None:
         self.saved: list[tuple[str, OAuthTokens]] = []
         self.used_before_save: list[bool] = []
         self._seen = seen
+        self._stored: dict[str, OAuthTokens] = {}
+        self._lock = asyncio.Lock()
 
-    async def __call__(self, vendor_user: str, tokens: OAuthTokens) -> None:
-        self.saved.append((vendor_user, tokens))
-        self.used_before_save.append(any(r.bearer == tokens.access_token for r in self._seen))
+    async def __call__(self, vendor_user: str, exchange: Exchange) -> OAuthTokens:
+        async with self._lock:
+            current = self._stored.get(vendor_user)
+            tokens = await exchange(current)
+            if tokens != current:
+                self._stored[vendor_user] = tokens
+                self.saved.append((vendor_user, tokens))
+                self.used_before_save.append(
+                    any(r.bearer == tokens.access_token for r in self._seen)
+                )
+            return tokens
 
 
 @pytest.fixture
@@ -91,7 +110,7 @@ def fitbit_client(
         token_url=fake.token_url,
         client_id=fake.client_id,
         client_secret=secret or fake.client_secret,
-        save_tokens=save,
+        exchange_tokens=save,
     )
 
 
@@ -185,6 +204,69 @@ async def test_concurrent_fetches_of_one_user_refresh_once(
     assert {tokens for _, tokens in results} == {save.saved[0][1]}
 
 
+@pytest.fixture
+async def two_replicas_stores(
+    database: dict[str, Any],
+) -> AsyncIterator[tuple[SqlConnectionStore, SqlConnectionStore]]:
+    """Two processes' connection stores (own engines, own pools) on one database."""
+    engines = [
+        make_engine(database["database_url"], schema=database.get("database_schema"))
+        for _ in range(2)
+    ]
+    await migrate(engines[0], MIGRATIONS)
+    cipher = cipher_from(Fernet.generate_key().decode(), None)
+    try:
+        yield SqlConnectionStore(engines[0], cipher), SqlConnectionStore(engines[1], cipher)
+    finally:
+        for engine in engines:
+            await engine.dispose()
+
+
+@pytest.mark.parametrize("database", ["postgresql"], indirect=True)
+async def test_two_replicas_refreshing_one_user_at_once_spend_the_refresh_token_once(
+    fitbit: FakeFitbit,
+    http: httpx.AsyncClient,
+    two_replicas_stores: tuple[SqlConnectionStore, SqlConnectionStore],
+) -> None:
+    fitbit.refresh_grace = False  # reusing a spent refresh token is invalid_grant, no grace
+    stale = tokens_of(fitbit.grant(USER, expires_in=-10))
+    first, second = two_replicas_stores
+    link = NewConnection(
+        vendor=Vendor.FITBIT,
+        vendor_user=USER,
+        patient_id="pt-1",
+        tenant_id="tenant-a",
+        created_by="admin",
+        tokens=tokens_to(stale),
+    )
+    await first.create(link, now=datetime.now(UTC))
+    replicas = [
+        FitbitApiClient(
+            http=http,
+            base_url=fitbit.base_url,
+            token_url=fitbit.token_url,
+            client_id=fitbit.client_id,
+            client_secret=fitbit.client_secret,
+            exchange_tokens=token_exchanger(store, Vendor.FITBIT),
+        )
+        for store in (first, second)
+    ]
+
+    # Both replicas read the same expiring pair from the database and pull at the same time.
+    results = await asyncio.gather(
+        *(r.get_json(vendor_user=USER, tokens=stale, path=HR_PATH) for r in replicas)
+    )
+
+    assert [r.status for r in fitbit.token_requests()] == [200]
+    [in_force] = {tokens for _, tokens in results}
+    assert in_force.refresh_token != stale.refresh_token
+    connection = await second.find(Vendor.FITBIT, USER)
+    assert connection is not None
+    stored = await second.tokens_of(connection)
+    assert stored is not None and tokens_from(stored) == in_force
+    assert [r.status for r in fitbit.requests if r.path == HR_PATH] == [200, 200]
+
+
 async def test_refused_refresh_raises_auth_error_and_saves_nothing(
     fitbit: FakeFitbit, http: httpx.AsyncClient
 ) -> None:
@@ -267,7 +349,7 @@ async def test_unreachable_vendor_is_unavailable(http: httpx.AsyncClient) -> Non
         token_url=f"{closed}/oauth2/token",
         client_id="x",
         client_secret="y",
-        save_tokens=SavedTokens([]),
+        exchange_tokens=SavedTokens([]),
     )
     fresh = OAuthTokens("at", "rt", datetime.now(UTC) + timedelta(hours=1))
 
@@ -300,7 +382,7 @@ def google_client(
         token_url=fake.token_url,
         client_id=fake.client_id,
         client_secret=fake.client_secret,
-        save_tokens=save,
+        exchange_tokens=save,
     )
 
 
