@@ -194,5 +194,5 @@ def _ack(snapshot: AlertSnapshot, who: Who, *, now: datetime) -> AlertSnapshot:
         raise AlertClosedError(f"alert {snapshot.alert_id} is closed")
     if snapshot.acknowledged:
         return snapshot
-    actor = Actor(agent_id=who.id, slack_user_id=who.id)
+    actor = Actor(agent_id=who.id)  # no Slack user: Slack shows the id, not a broken mention
     return snapshot.model_copy(update={"acknowledged_by": actor, "acknowledged_at": now})

@@ -42,10 +42,11 @@ class Transition(StrEnum):
 
 
 class Actor(Strict):
-    """Who acted on an alert: the routing agent id, and the Slack user id for mentions."""
+    """Who acted on an alert: the routing agent id (or the token subject of someone who is not in
+    the routing file), and the Slack user id for mentions when the person has one."""
 
     agent_id: str
-    slack_user_id: str
+    slack_user_id: str | None = None
 
 
 class AlertSnapshot(Strict):

@@ -2,14 +2,15 @@
 
 The same function renders every state, so a chat.update after an ack, an escalation, a
 resolution or a cancellation shows the whole truth. People appear as Slack mentions (`<@U…>`),
-never by name. A cancelled alert (consent revoked) shows no reading at all.
+never by name; someone without a Slack user id (an API ack by a token subject who is not in the
+routing file) appears by that id. A cancelled alert (consent revoked) shows no reading at all.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from services.notifier.domain.escalation import AlertSnapshot, Transition, can_escalate
+from services.notifier.domain.escalation import Actor, AlertSnapshot, Transition, can_escalate
 from services.notifier.domain.routing import Target, TargetKind
 from services.notifier.domain.slack_blocks import (
     SEVERITY_STYLE,
@@ -63,10 +64,10 @@ def status_text(alert: AlertSnapshot) -> str:
     if alert.cancelled_at is not None:
         return f"Cancelled {slack_time(alert.cancelled_at)}: consent withdrawn"
     if alert.resolved_at is not None:
-        who = f" by {mention(alert.resolved_by.slack_user_id)}" if alert.resolved_by else ""
+        who = f" by {person(alert.resolved_by)}" if alert.resolved_by else ""
         return f"Resolved{who} {slack_time(alert.resolved_at)}"
     if alert.acknowledged_by is not None and alert.acknowledged_at is not None:
-        who = mention(alert.acknowledged_by.slack_user_id)
+        who = person(alert.acknowledged_by)
         return f"Acknowledged by {who} {slack_time(alert.acknowledged_at)}"
     if alert.level_reached > 1:
         return f"Escalated to level {alert.level_reached} of {levels}"
@@ -96,7 +97,7 @@ def thread_reply_text(transition: Transition, alert: AlertSnapshot) -> str:
     levels = len(alert.policy.levels)
     level = alert.level_reached
     if transition is Transition.ACKNOWLEDGED and alert.acknowledged_by is not None:
-        return f":eyes: Acknowledged by {mention(alert.acknowledged_by.slack_user_id)}."
+        return f":eyes: Acknowledged by {person(alert.acknowledged_by)}."
     if transition is Transition.ESCALATED:
         who = describe_targets(alert.policy.levels[level - 1].notify) if level else "nobody"
         return f":arrow_double_up: Escalated to level {level} of {levels}: {who}."
@@ -108,7 +109,7 @@ def thread_reply_text(transition: Transition, alert: AlertSnapshot) -> str:
     if transition is Transition.REMINDED:
         return f"<!here> :bell: Still not acknowledged (level {level} of {levels})."
     if transition is Transition.RESOLVED:
-        who = f" by {mention(alert.resolved_by.slack_user_id)}" if alert.resolved_by else ""
+        who = f" by {person(alert.resolved_by)}" if alert.resolved_by else ""
         return f":white_check_mark: Resolved{who}. Escalation stopped."
     if transition is Transition.CANCELLED:
         return ":no_entry_sign: Cancelled: consent withdrawn. Nothing more will be sent."
@@ -131,6 +132,18 @@ def describe_targets(targets: tuple[Target, ...]) -> str:
 def mention(slack_user_id: str) -> str:
     """Render a Slack user mention; Slack shows the person's current display name."""
     return f"<@{slack_user_id}>"
+
+
+def person(actor: Actor) -> str:
+    """Name who acted: a mention when they have a Slack user id, else their id as plain text."""
+    if actor.slack_user_id:
+        return mention(actor.slack_user_id)
+    return escape_mrkdwn(actor.agent_id)
+
+
+def escape_mrkdwn(text: str) -> str:
+    """Escape Slack's control characters, so text can never become a mention or a link."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def _cancelled_message(alert: AlertSnapshot, dashboard_url: str) -> dict[str, Any]:

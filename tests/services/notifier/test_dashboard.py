@@ -411,6 +411,9 @@ async def test_an_ack_records_where_it_came_from_and_refuses_unknown_origins(
             path = f"/v1/alerts/{alert_id}"
             ack = await api(service, "POST", f"{path}/ack", bearer(idp, "alerts:ack"), **kw)
             answers.append((ack, await api(service, "GET", path, bearer(idp, "alerts:read"))))
+        # user-1 is in no routing file: Slack names the token subject, not a mention of nobody
+        said = await eventually(lambda: _slack_texts_saying(fake_slack, "Acknowledged by"))
+    assert all("Acknowledged by user-1" in t for t in said) and "<@user-1>" not in str(said)
     for (ack, detail), (_, status, via) in zip(answers, ACK_BODIES, strict=True):
         assert ack.status_code == status, ack.text
         if status == 422:
@@ -512,6 +515,11 @@ async def test_agent_acknowledges_a_live_red_alert_in_chromium(
     timeline = [(e["kind"], e["actor"], e["channel"]) for e in detail.json()["timeline"]]
     assert ("acknowledged", "ana", "dashboard") in timeline
     assert shot.stat().st_size > 10_000
+
+
+def _slack_texts_saying(slack: FakeSlack, text: str) -> list[str]:
+    """Texts of posts and edits that say `text`."""
+    return [c.body["text"] for c in [*slack.calls, *slack.updates] if text in c.body["text"]]
 
 
 def _edits(slack: FakeSlack, post: SlackCall, text: str) -> SlackCall | None:

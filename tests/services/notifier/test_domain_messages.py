@@ -14,6 +14,7 @@ from services.notifier.domain import (
     ESCALATE_ACTION,
     PATIENT_TEMPLATES,
     RESOLVE_ACTION,
+    Actor,
     AlertSnapshot,
     PatientMessageKind,
     Transition,
@@ -31,6 +32,7 @@ from services.notifier.domain import (
     thread_reply_text,
 )
 from services.notifier.domain.escalation import due_steps
+from services.notifier.domain.slack_alert import status_text
 from shared.events import AlertEvent, AlertKind, Severity, TriggerReading
 from tests.services.notifier.rules import HEART_RATE_HIGH
 
@@ -216,3 +218,59 @@ def test_thread_replies_say_what_changed(
     text = thread_reply_text(transition, alert)
     assert expected in text
     assert "131" not in text and "Ana" not in text
+
+
+def acked_by(actor: Actor) -> AlertSnapshot:
+    """OPEN acknowledged by someone, as the API records a token subject."""
+    return OPEN.model_copy(update={"acknowledged_by": actor, "acknowledged_at": at(10)})
+
+
+def resolved_by(actor: Actor) -> AlertSnapshot:
+    return RESOLVED_BY_RULES.model_copy(update={"resolved_by": actor})
+
+
+@pytest.mark.parametrize(
+    ("alert", "transition", "status", "reply"),
+    [
+        (
+            acked_by(Actor(agent_id="ana", slack_user_id="U0ANA")),
+            Transition.ACKNOWLEDGED,
+            "Acknowledged by <@U0ANA> <!date^",
+            ":eyes: Acknowledged by <@U0ANA>.",
+        ),
+        (  # an API ack by a token subject who is not in the routing file: no Slack user
+            acked_by(Actor(agent_id="user-1")),
+            Transition.ACKNOWLEDGED,
+            "Acknowledged by user-1 <!date^",
+            ":eyes: Acknowledged by user-1.",
+        ),
+        (
+            resolved_by(Actor(agent_id="user-1")),
+            Transition.RESOLVED,
+            "Resolved by user-1 <!date^",
+            ":white_check_mark: Resolved by user-1. Escalation stopped.",
+        ),
+        (  # an id never becomes a mention, a channel ping or a link
+            acked_by(Actor(agent_id="<!channel> & <https://x.example|y>")),
+            Transition.ACKNOWLEDGED,
+            "Acknowledged by &lt;!channel&gt; &amp; &lt;https://x.example|y&gt; <!date^",
+            ":eyes: Acknowledged by &lt;!channel&gt; &amp; &lt;https://x.example|y&gt;.",
+        ),
+    ],
+)
+def test_who_acted_is_a_mention_or_else_their_id(
+    alert: AlertSnapshot, transition: Transition, status: str, reply: str
+) -> None:
+    assert status_text(alert).startswith(status)
+    assert thread_reply_text(transition, alert) == reply
+    assert status in json.dumps(slack_alert_message(alert, EVENT, dashboard_url=DASH))
+
+
+def test_a_snapshot_stored_before_slack_user_id_was_optional_still_loads() -> None:
+    stored = acked_by(Actor(agent_id="ana", slack_user_id="U0ANA")).model_dump_json()
+    assert AlertSnapshot.model_validate_json(stored).acknowledged_by == Actor(
+        agent_id="ana", slack_user_id="U0ANA"
+    )
+    bare = json.loads(stored)
+    bare["acknowledged_by"].pop("slack_user_id")
+    assert AlertSnapshot.model_validate(bare).acknowledged_by == Actor(agent_id="ana")
