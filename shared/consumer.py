@@ -76,8 +76,10 @@ class Rejection:
     detail: str = ""
 
 
-# Handles one partition's poll batch at once (e.g. to publish all alerts and await acks once);
-# returns the messages to dead-letter. Raising means "transient": the whole batch is retried.
+# Handles one poll's batch at once, the messages of every partition it returned (e.g. to publish
+# all alerts and await acks once, or to write them in one transaction); a partition's messages
+# stay in offset order. Returns the messages to dead-letter. Raising means "transient": the whole
+# batch is retried.
 BatchHandler = Callable[[list[tuple[E, MessageContext]]], Awaitable[list[Rejection]]]
 PartitionsHook = Callable[[set[int]], Awaitable[None]]
 
@@ -155,8 +157,11 @@ class KafkaEventConsumer(Generic[E]):
         try:
             while True:
                 batch = await self._consumer.getmany(timeout_ms=500, max_records=self._max_records)
-                for tp, records in batch.items():
-                    await self._handle_partition(tp, records)
+                if self._batch_handler is None:
+                    for tp, records in batch.items():
+                        await self._handle_partition(tp, records)
+                elif batch:
+                    await self._handle_batch(batch, self._batch_handler)
                 await self.commit_processed(None)
         finally:
             self.ready = False
@@ -210,9 +215,6 @@ class KafkaEventConsumer(Generic[E]):
             self._processed.pop(tp, None)
 
     async def _handle_partition(self, tp: TopicPartition, records: list[ConsumerRecord]) -> None:
-        if self._batch_handler is not None:
-            await self._handle_batch(tp, records, self._batch_handler)
-            return
         for record in records:
             ctx = _context(record)
             with structlog.contextvars.bound_contextvars(
@@ -221,38 +223,43 @@ class KafkaEventConsumer(Generic[E]):
                 done = await self._handle_record(record, ctx)
             if not done:
                 # Transient failure: rewind to this message and retry it after a pause.
-                return await self._retry_later(tp, record.offset)
+                return await self._retry_later({tp: record.offset})
             self._processed[tp] = record.offset + 1
 
     async def _handle_batch(
-        self, tp: TopicPartition, records: list[ConsumerRecord], handler: BatchHandler[E]
+        self, batch: dict[TopicPartition, list[ConsumerRecord]], handler: BatchHandler[E]
     ) -> None:
-        assert self._consumer is not None
+        """Hand one poll's messages, every partition's, to the handler in one call (one
+        transaction or one publish for all of them); any failure rewinds every partition."""
+        firsts = {tp: records[0].offset for tp, records in batch.items()}
         decoded: list[tuple[E, MessageContext]] = []
-        by_offset = {r.offset: r for r in records}
-        for record in records:
-            ctx = _context(record)
-            try:
-                decoded.append((self._topic.decode(record.value or b""), ctx))
-            except ValidationError as exc:
-                if not await self._dead_letter(record, "undecodable", _summarize(exc)):
-                    return await self._retry_later(tp, records[0].offset)
+        by_place = {(r.partition, r.offset): r for records in batch.values() for r in records}
+        for records in batch.values():
+            for record in records:
+                ctx = _context(record)
+                try:
+                    decoded.append((self._topic.decode(record.value or b""), ctx))
+                except ValidationError as exc:
+                    if not await self._dead_letter(record, "undecodable", _summarize(exc)):
+                        return await self._retry_later(firsts)
         try:
             with self._metrics.handle_seconds.labels(self._topic.name).time():
                 rejections = await handler(decoded)
         except Exception as exc:
             log.warning("event_batch_failed", error=type(exc).__name__, size=len(decoded))
-            return await self._retry_later(tp, records[0].offset)
+            return await self._retry_later(firsts)
         for rejection in rejections:
-            record = by_offset[rejection.ctx.offset]
+            record = by_place[(rejection.ctx.partition, rejection.ctx.offset)]
             if not await self._dead_letter(record, rejection.reason, rejection.detail):
-                return await self._retry_later(tp, records[0].offset)
+                return await self._retry_later(firsts)
         self._metrics.consumed.labels(self._topic.name).inc(len(decoded) - len(rejections))
-        self._processed[tp] = records[-1].offset + 1
+        for tp, records in batch.items():
+            self._processed[tp] = records[-1].offset + 1
 
-    async def _retry_later(self, tp: TopicPartition, offset: int) -> None:
+    async def _retry_later(self, offsets: dict[TopicPartition, int]) -> None:
         assert self._consumer is not None
-        self._consumer.seek(tp, offset)
+        for tp, offset in offsets.items():
+            self._consumer.seek(tp, offset)
         self._metrics.retried.labels(self._topic.name).inc()
         await asyncio.sleep(1.0)  # back off before the redelivery
 

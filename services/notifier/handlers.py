@@ -1,10 +1,11 @@
 """What the notifier does with alert events and due timers, one transaction per unit of work.
 
-A poll batch of alerts.v1 is handled in one transaction: the event ids (dedup), the alerts and
-every delivery they cause are committed together, and only then does the consumer commit the
-offsets. A crash before the commit replays the batch into the same rows (idempotency keys); a
-crash after it finds the events already handled. Nothing is sent here: the dispatcher sends what
-was committed, woken right after the commit.
+A poll batch of alerts.v1 (the messages of every partition it returned) is handled in one
+transaction: the event ids (dedup), the alerts and every delivery they cause are committed
+together, and only then does the consumer commit the offsets. A crash before the commit replays
+the batch into the same rows (idempotency keys); a crash after it finds the events already
+handled. Nothing is sent here: the dispatcher sends what was committed, woken right after the
+commit.
 """
 
 from __future__ import annotations
@@ -88,7 +89,7 @@ class Notifier:
 async def on_alert_events(
     batch: list[tuple[AlertEvent, MessageContext]], *, notifier: Notifier
 ) -> list[Rejection]:
-    """Store a partition's poll batch and everything it causes in one transaction."""
+    """Store a poll batch (every partition's messages) and what it causes in one transaction."""
     if not notifier.consent.caught_up:
         # Fail closed would drop the alerts: raising makes the consumer retry the batch shortly.
         raise ConsentNotReadyError("the consent view has not caught up yet")

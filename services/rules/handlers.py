@@ -45,7 +45,7 @@ class RulesEngine:
 async def on_readings(
     batch: list[tuple[Reading, MessageContext]], *, engine: RulesEngine
 ) -> list[Rejection]:
-    """Evaluate a partition's poll batch; return readings to dead-letter (no rule, wrong unit)."""
+    """Evaluate a poll batch; return readings to dead-letter (no rule, wrong unit)."""
     async with engine.lock:
         changed: dict[str, tuple[int, PatientState]] = {}
         events: list[AlertEvent] = []
