@@ -1,8 +1,12 @@
 """The benchmark's system under test: embedded broker, fake Slack, services as real subprocesses.
 
 The services trust the bench's fake identity provider (StackOptions.auth_env); rules keeps its
-state (RULES_DATABASE_URL) and the consent service (phase C only) its database in SQLite files in
-the stack's temporary directory, never in the repository's .data/.
+state (RULES_DATABASE_URL), the notifier its alerts and outbox (NOTIFIER_DATABASE_URL) and the
+consent service (phase C only) its database in SQLite files in the stack's temporary directory,
+never in the repository's .data/; with StackOptions.notifier_db = "postgresql" the notifier uses a
+fresh schema on BENCH_POSTGRES_URL (default the local postgresql://postgres@127.0.0.1:5432/test),
+dropped when the stack stops. Slack's per-channel pacing (about 1 message/s, right for a real
+channel) is lifted: the bench measures the pipeline's latency, not one channel's throughput.
 
 Everything listens on 127.0.0.1, every wait has a deadline, and `running_stack()` stops what it
 started (services, then broker, then fake Slack) on any exit, Ctrl-C included.
@@ -10,6 +14,7 @@ started (services, then broker, then fake Slack) on any exit, Ctrl-C included.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import os
 import secrets
@@ -21,6 +26,7 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import asyncpg
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -35,6 +41,8 @@ READY_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 15.0
 POLL_INTERVAL_S = 0.1
 FETCH_MAX_WAIT_MS = 20
+DEFAULT_POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/test"
+NOTIFIER_DATABASES = ("sqlite", "postgresql")
 BENCH_SLACK_RATE_PER_S = 100_000
 BENCH_SLACK_BURST = 100_000
 HANDLE_METRIC = "kafka_message_handle_seconds"
@@ -76,7 +84,7 @@ class StackOptions:
     auth_env: dict[str, str]
     consent_required: bool = False
     with_consent_service: bool = False
-    notifier_db_url: str | None = None  # None: a fresh SQLite file in the stack's directory
+    notifier_db: str = "sqlite"  # or "postgresql": a fresh schema on BENCH_POSTGRES_URL
 
 
 @dataclass(frozen=True)
@@ -103,7 +111,7 @@ class HandlerStat:
     """Time one consumer spent in its handler (it handles its calls one after another).
 
     A per-message consumer (notifier) makes one call per message; a batch consumer (rules) one
-    call per partition poll batch, so `calls` < `messages` there.
+    call per poll batch (all its partitions), so `calls` < `messages` there.
     """
 
     service: str
@@ -176,7 +184,7 @@ def service_env(
         "KAFKA_FETCH_MAX_WAIT_MS": str(FETCH_MAX_WAIT_MS),
         "BIND_HOST": "127.0.0.1",
         "RULES_DATABASE_URL": f"sqlite:///{data_dir}/rules.db",
-        "NOTIFIER_DATABASE_URL": options.notifier_db_url or f"sqlite:///{data_dir}/notifier.db",
+        "NOTIFIER_DATABASE_URL": f"sqlite:///{data_dir}/notifier.db",
         # A real Slack channel takes about 1 message/s (the notifier's default pacing); the bench
         # measures the pipeline's latency, not one channel's throughput, so pacing is lifted.
         "SLACK_CHANNEL_RATE_PER_S": str(BENCH_SLACK_RATE_PER_S),
@@ -185,6 +193,33 @@ def service_env(
         # so phases A/B need no grants; true for phase C, where every patient is granted first.
         "CONSENT_REQUIRED": "true" if options.consent_required else "false",
     }
+
+
+@contextmanager
+def notifier_database(kind: str, env: dict[str, str]) -> Iterator[dict[str, str]]:
+    """The notifier's database settings: the SQLite file of `env`, or a fresh PostgreSQL schema
+    (created here, dropped on exit) on BENCH_POSTGRES_URL."""
+    if kind == "sqlite":
+        yield env
+        return
+    url = os.environ.get("BENCH_POSTGRES_URL", DEFAULT_POSTGRES_URL)
+    schema = f"bench_{secrets.token_hex(4)}"
+    asyncio.run(_postgres(url, f'CREATE SCHEMA "{schema}"'))
+    try:
+        yield {**env, "NOTIFIER_DATABASE_URL": url, "NOTIFIER_DATABASE_SCHEMA": schema}
+    finally:
+        asyncio.run(_postgres(url, f'DROP SCHEMA "{schema}" CASCADE'))
+
+
+async def _postgres(url: str, statement: str) -> None:
+    try:
+        conn = await asyncpg.connect(url, timeout=5)
+    except (OSError, asyncpg.PostgresError) as exc:
+        raise StackError(f"PostgreSQL not reachable at {url}: {exc}") from exc
+    try:
+        await conn.execute(statement)
+    finally:
+        await conn.close()
 
 
 def consent_env(env: dict[str, str], data_dir: Path) -> dict[str, str]:
@@ -271,6 +306,7 @@ def running_stack(log_dir: Path, options: StackOptions) -> Iterator[Stack]:
         names = (*SERVICES, "consent") if options.with_consent_service else SERVICES
         ports = {name: free_port() for name in names}
         env = service_env(bootstrap, slack, ports, options, log_dir)
+        env = exits.enter_context(notifier_database(options.notifier_db, env))
         services = exits.enter_context(running_processes([]))
         for name in names:
             own_env = consent_env(env, log_dir) if name == "consent" else env
