@@ -33,6 +33,7 @@ from tools.bench_e2e import E2ERun, Load, run_e2e
 from tools.bench_report import Throughput, machine_info, render
 from tools.bench_revoke import RevokeRun, run_revocations
 from tools.bench_stack import (
+    NOTIFIER_DATABASES,
     HandlerStat,
     Stack,
     StackOptions,
@@ -66,6 +67,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--wrk-duration", type=int, default=10, help="wrk -d, seconds (10)")
     parser.add_argument(
         "--revocations", type=int, default=50, help="phase C patients (50); 0 skips phase C"
+    )
+    parser.add_argument(
+        "--notifier-db",
+        choices=NOTIFIER_DATABASES,
+        default="sqlite",
+        help="notifier database: a fresh SQLite file (default) or a fresh PostgreSQL schema",
     )
     parser.add_argument(
         "--quick", action="store_true", help="smoke run: 200 episodes, wrk for 3 s, 10 revocations"
@@ -106,7 +113,8 @@ def phases_a_b(
 ) -> tuple[E2ERun, list[HandlerStat], Throughput, dict[str, int]]:
     """Phases A and B on a stack without the consent service (CONSENT_REQUIRED=false)."""
     wrk = WrkSettings(args.wrk_threads, args.wrk_connections, args.wrk_duration)
-    with running_stack(work_dir, StackOptions(auth.env())) as stack:
+    options = StackOptions(auth.env(), notifier_db=args.notifier_db)
+    with running_stack(work_dir, options) as stack:
         print(f"stack ready (broker {stack.bootstrap}); phase A ...", file=sys.stderr, flush=True)
         load = Load(args.episodes, args.concurrency, args.rate)
         e2e = run_e2e(stack.ingest_url, stack.slack, run_id, load, auth.headers(READINGS_WRITE))
@@ -122,7 +130,12 @@ def phase_c(
     args: argparse.Namespace, auth: BenchAuth, work_dir: Path, run_id: str
 ) -> tuple[RevokeRun, dict[str, int]]:
     """Phase C on a fresh stack with the consent service and CONSENT_REQUIRED=true."""
-    options = StackOptions(auth.env(), consent_required=True, with_consent_service=True)
+    options = StackOptions(
+        auth.env(),
+        consent_required=True,
+        with_consent_service=True,
+        notifier_db=args.notifier_db,
+    )
     with running_stack(work_dir, options) as stack:
         print(f"phase C: {args.revocations} revocations ...", file=sys.stderr, flush=True)
         run = run_revocations(stack, auth, run_id, args.revocations)
