@@ -103,14 +103,14 @@ async def served(target: Plumbing) -> AsyncIterator[str]:
 
 async def sse(response: httpx.Response) -> AsyncIterator[tuple[str, str]]:
     """Yield (event, data) per SSE message, ("comment", text) and ("retry", ms) as they come."""
-    event, data = "", []
+    event, data = "", list[str]()
     async for line in response.aiter_lines():
         name, _, value = line.partition(":")
         value = value.removeprefix(" ")
         if line == "":
             if data:
                 yield event or "message", "\n".join(data)
-            event, data = "", []
+            event, data = "", list[str]()
         elif line.startswith(":"):
             yield "comment", value
         elif name == "event":
@@ -329,14 +329,14 @@ async def test_list_and_stream_show_only_the_callers_tenant(
     to `admin` tokens, on GET /v1/alerts, GET /v1/alerts/{id}, the ack and the stream alike."""
     reader_a, reader_b = bearer(idp, "alerts:read"), bearer(idp, "alerts:read", tenant="tenant-b")
     admin_b = bearer(idp, "alerts:read admin", tenant="tenant-b")
-    yellow = {"severity": Severity.YELLOW}
+    yellow = Severity.YELLOW
     async with notifier(broker, idp, tmp_path, fake_slack, twilio) as service:
         await patients_of(service, {"pt-a": "tenant-a", "pt-b": "tenant-b"})
         await publish_alerts(
             broker,
-            alert_event("e-a", alert_id="a-a", patient="pt-a", **yellow),
-            alert_event("e-b", alert_id="a-b", patient="pt-b", **yellow),
-            alert_event("e-u", alert_id="a-u", patient="pt-unknown", **yellow),
+            alert_event("e-a", alert_id="a-a", patient="pt-a", severity=yellow),
+            alert_event("e-b", alert_id="a-b", patient="pt-b", severity=yellow),
+            alert_event("e-u", alert_id="a-u", patient="pt-unknown", severity=yellow),
         )
         assert await eventually_async(lambda: _listed(service, admin_b, {"a-b", "a-u"}))
         async with (
@@ -349,8 +349,8 @@ async def test_list_and_stream_show_only_the_callers_tenant(
             _, snapshot_b = await next_event(events_b)
             await publish_alerts(
                 broker,
-                alert_event("e-b2", alert_id="a-b2", patient="pt-b", **yellow),
-                alert_event("e-u2", alert_id="a-u2", patient="pt-unknown", **yellow),
+                alert_event("e-b2", alert_id="a-b2", patient="pt-b", severity=yellow),
+                alert_event("e-u2", alert_id="a-u2", patient="pt-unknown", severity=yellow),
             )
             seen_b = await _alerts_until(events_b, {"a-b2", "a-u2"})
             await publish_alerts(broker, alert_event("e-a2", alert_id="a-a2", patient="pt-a"))
