@@ -5,28 +5,42 @@ measured at now-60 s, now-30 s and now, what the rule set needs before heart rat
 (>= 3 readings spanning >= 60 s). Each must produce exactly one chat.postMessage mentioning that
 patient. Times on both ends are this process's time.perf_counter(): the client stamps the 202,
 the in-process fake Slack stamps the arrival.
+
+The latency is split at alerts.v1: each patient's `opened` record carries its CreateTime (set by
+rules' producer when it sent the event, ms resolution, the same machine's clock), read back after
+the run; 202 → record is ingest's hop to rules plus rules, record → Slack is the notifier. The CPU
+time each service process (and this process: client, fake Slack, fake IdP) used while the
+episodes were posted and paged is read from /proc.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import os
 import re
 import time
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
+from aiokafka import AIOKafkaConsumer
 
+from shared.events import AlertKind
+from shared.topics import ALERTS
 from tests.fakes.slack import FakeSlack, SlackCall
+from tools.bench_stack import FETCH_MAX_WAIT_MS, Stack, provider_latency
 
 RED_HEART_RATE = 130.0
 EPISODE_OFFSETS_S = (60, 30, 0)  # seconds before now: 3 readings spanning 60 s (the HR sustain)
 EPISODE_READINGS = len(EPISODE_OFFSETS_S)
 POST_TIMEOUT_S = 10.0
 SLACK_WAIT_S = 60.0
+RECORDS_WAIT_S = 15.0
 
 
 def episode_body(patient_id: str, value: float) -> dict[str, Any]:
@@ -100,11 +114,30 @@ class E2ERun:
     tracker: AlertTracker
     all_arrived: bool
     warmup_s: float
+    # epoch seconds of each patient's `opened` record on alerts.v1, and time.time() minus
+    # time.perf_counter() in this process (to put the perf_counter stamps on the same clock)
+    alert_record_at: dict[str, float] = field(default_factory=dict)
+    clock_offset_s: float = 0.0
+    cpu_s: dict[str, float] = field(default_factory=dict)  # process -> CPU seconds used
+    paging_wall_s: float = 0.0  # first POST to the last expected Slack call (or the wait's end)
+    slack_calls: tuple[int, float] = (0, 0.0)  # the notifier's Slack API calls, mean seconds
 
     def e2e_latency_s(self) -> list[float]:
         """202 → Slack receipt, per patient that got both."""
         first = self.tracker.first_at
         return [first[p] - t for p, t in self.posted.accepted_at.items() if p in first]
+
+    def to_alert_s(self) -> list[float]:
+        """202 → the patient's `opened` record on alerts.v1 (ingest → Kafka → rules)."""
+        at = self.alert_record_at
+        accepted = self.posted.accepted_at
+        return [at[p] - (t + self.clock_offset_s) for p, t in accepted.items() if p in at]
+
+    def from_alert_s(self) -> list[float]:
+        """The `opened` record on alerts.v1 → Slack receipt (Kafka → notifier → Slack)."""
+        at = self.alert_record_at
+        first = self.tracker.first_at
+        return [t + self.clock_offset_s - at[p] for p, t in first.items() if p in at]
 
 
 async def _post_one(client: httpx.AsyncClient, patient_id: str, outcome: PostOutcome) -> None:
@@ -170,16 +203,63 @@ def warm_up(url: str, slack: FakeSlack, patient_id: str, headers: dict[str, str]
     return tracker.first_at[patient_id] - outcome.accepted_at[patient_id]
 
 
-def run_e2e(url: str, slack: FakeSlack, run_id: str, load: Load, headers: dict[str, str]) -> E2ERun:
-    """Warm up, post the red episodes, wait (bounded) until every alert reached Slack.
+def cpu_seconds(stack: Stack) -> dict[str, float]:
+    """CPU time (user + system) used so far by each service process and by this process."""
+    tick = os.sysconf("SC_CLK_TCK")
+    used = {"bench (client, fake Slack, fake IdP)": sum(os.times()[:2])}
+    for name, process in stack.services.items():
+        with contextlib.suppress(OSError):
+            fields = Path(f"/proc/{process.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+            used[name] = (int(fields[11]) + int(fields[12])) / tick
+    return used
+
+
+async def alert_record_times(bootstrap: str, prefix: str, expected: int) -> dict[str, float]:
+    """Epoch seconds of each bench patient's first `opened` record on alerts.v1 (CreateTime)."""
+    consumer = AIOKafkaConsumer(
+        ALERTS.name,
+        bootstrap_servers=bootstrap,
+        group_id=None,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",  # a fresh broker: alerts.v1 holds only this run's events
+        fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
+    )
+    await consumer.start()
+    found: dict[str, float] = {}
+    deadline = time.monotonic() + RECORDS_WAIT_S
+    try:
+        while len(found) < expected and time.monotonic() < deadline:
+            batch = await consumer.getmany(timeout_ms=200, max_records=5000)
+            for record in (r for records in batch.values() for r in records):
+                event = ALERTS.decode(record.value or b"")
+                if event.kind is AlertKind.OPENED and event.patient_id.startswith(prefix):
+                    found.setdefault(event.patient_id, record.timestamp / 1e3)
+    finally:
+        await consumer.stop()
+    return found
+
+
+def run_e2e(stack: Stack, run_id: str, load: Load, headers: dict[str, str]) -> E2ERun:
+    """Warm up, post the red episodes, wait (bounded) until every alert reached Slack, then read
+    the alerts' record times back from alerts.v1.
 
     `headers` carries the bearer token (scope readings:write) every POST sends.
     """
+    url, slack = stack.ingest_url, stack.slack
     warmup_s = warm_up(url, slack, f"bench-{run_id}-warmup", headers)
     prefix = f"bench-{run_id}-"
     patient_ids = [f"{prefix}{i}" for i in range(load.episodes)]
+    cpu_before, started = cpu_seconds(stack), time.perf_counter()
+    offset = time.time() - time.perf_counter()
     posted = asyncio.run(post_all(url, patient_ids, load.concurrency, headers, load.rate))
     tracker = AlertTracker(re.compile(re.escape(prefix) + r"\d+(?!\d)"))
     expected = len(posted.accepted_at)
     all_arrived = slack.wait_for(lambda calls: tracker.scan(calls) >= expected, SLACK_WAIT_S)
-    return E2ERun(load, posted, tracker, all_arrived, warmup_s)
+    paging_wall_s = time.perf_counter() - started
+    cpu_after = cpu_seconds(stack)
+    run = E2ERun(load, posted, tracker, all_arrived, warmup_s, clock_offset_s=offset)
+    run.cpu_s = {name: cpu_after[name] - cpu_before.get(name, 0.0) for name in cpu_after}
+    run.paging_wall_s = paging_wall_s
+    run.slack_calls = provider_latency(stack.services["notifier"])
+    run.alert_record_at = asyncio.run(alert_record_times(stack.bootstrap, prefix, expected))
+    return run

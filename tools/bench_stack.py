@@ -26,7 +26,7 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import asyncpg
+import asyncpg  # type: ignore[import-untyped]
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -47,6 +47,7 @@ BENCH_SLACK_RATE_PER_S = 100_000
 BENCH_SLACK_BURST = 100_000
 HANDLE_METRIC = "kafka_message_handle_seconds"
 CONSUMED_METRIC = "kafka_messages_consumed"
+PROVIDER_METRIC = "notifier_provider_latency_seconds"
 
 
 class StackError(RuntimeError):
@@ -162,6 +163,22 @@ def handler_stats(processes: Iterable[Process]) -> list[HandlerStat]:
                 if name == f"{HANDLE_METRIC}_count"
             ]
     return stats
+
+
+def provider_latency(process: Process, channel: str = "slack") -> tuple[int, float]:
+    """(calls, mean seconds) of the notifier's provider API calls on one channel, from its
+    notifier_provider_latency_seconds histogram (the fake Slack's answer time as it waited)."""
+    with httpx.Client(timeout=5.0) as client:
+        text = client.get(f"{process.url}/metrics").text
+    values = {
+        sample.name: sample.value
+        for family in text_string_to_metric_families(text)
+        if family.name == PROVIDER_METRIC
+        for sample in family.samples
+        if sample.labels.get("channel") == channel and not sample.name.endswith("_bucket")
+    }
+    calls = int(values.get(f"{PROVIDER_METRIC}_count", 0))
+    return calls, values.get(f"{PROVIDER_METRIC}_sum", 0.0) / calls if calls else 0.0
 
 
 def service_env(
