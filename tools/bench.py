@@ -117,7 +117,7 @@ def phases_a_b(
     with running_stack(work_dir, options) as stack:
         print(f"stack ready (broker {stack.bootstrap}); phase A ...", file=sys.stderr, flush=True)
         load = Load(args.episodes, args.concurrency, args.rate)
-        e2e = run_e2e(stack.ingest_url, stack.slack, run_id, load, auth.headers(READINGS_WRITE))
+        e2e = run_e2e(stack, run_id, load, auth.headers(READINGS_WRITE))
         handlers = handler_stats(stack.services.values())
         print("phase B: wrk against ceiling, then ingest ...", file=sys.stderr, flush=True)
         throughput = run_throughput(stack, wrk, work_dir, run_id, auth.token(READINGS_WRITE))
