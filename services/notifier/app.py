@@ -57,7 +57,11 @@ def load_routing_file(settings: NotifierSettings) -> Routing:
 def create_app(settings: NotifierSettings) -> FastAPI:
     """Build the notifier app; a bad routing file raises RoutingError naming the field."""
     routing = load_routing_file(settings)
-    db = make_engine(settings.notifier_database_url, schema=settings.notifier_database_schema)
+    db = make_engine(
+        settings.notifier_database_url,
+        schema=settings.notifier_database_schema,
+        sqlite_inline=settings.notifier_sqlite_inline,
+    )
     store = Store(db, clock=lambda: datetime.now(UTC))
 
     async def erase(patient_id: str) -> str:

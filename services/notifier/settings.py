@@ -17,6 +17,11 @@ class NotifierSettings(ServiceSettings):
         description="Alerts, deliveries, timers and contacts: sqlite:/// or postgresql://.",
     )
     notifier_database_schema: str | None = Field(None, description="PostgreSQL schema to use.")
+    notifier_sqlite_inline: bool = Field(
+        True,
+        description="SQLite only: run database calls on the event loop's thread (no worker "
+        "thread hand-off per call); false: aiosqlite's worker thread.",
+    )
     notifier_routing_file: str | None = Field(
         None, description="Routing YAML (agents, severities, policies); the shipped one if unset."
     )
