@@ -100,7 +100,14 @@ def _wire(
     kit: ServiceKit, notifier: Notifier, settings: NotifierSettings, *, feed: LiveFeed
 ) -> Outcomes:
     """Workers, consumers, startup and shutdown steps; return the outcome writer."""
-    http = httpx.AsyncClient(timeout=settings.provider_timeout_s)
+    # The dispatcher runs at most notifier_send_concurrency sends at once: as many connections,
+    # all kept alive for the next burst of pages (httpx keeps 20 by default and would open and
+    # close the others for every burst; a bigger pool only costs httpcore longer scans).
+    connections = settings.notifier_send_concurrency
+    http = httpx.AsyncClient(
+        timeout=settings.provider_timeout_s,
+        limits=httpx.Limits(max_connections=connections, max_keepalive_connections=connections),
+    )
     dispatcher, outcomes = _dispatcher(kit, notifier, settings, http)
     scheduler = Scheduler(notifier, poll_s=settings.notifier_poll_s)
     relay = OutboxRelay(engine=notifier.store.engine, table=outbox, publisher=kit.runtime.publisher)

@@ -9,10 +9,11 @@ claims are handed back so the next start sends them (never a second time if they
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import time
 from collections.abc import Callable, Mapping
-from datetime import timedelta
+from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
 
@@ -68,6 +69,10 @@ class Dispatcher:
         self._writes = GroupCommit(store)
         self._saturated = False
         self._adopted: list[tuple[str, dict[str, AlertRow]]] = []
+        # Adopted rows beyond the free send slots, already claimed by us, started as slots free.
+        self._backlog: collections.deque[tuple[DeliveryRow, AlertRow | None, datetime]] = (
+            collections.deque()
+        )
         self._inflight: dict[asyncio.Task[None], DeliveryRow] = {}
         self.after_dead_letter: Callable[[], None] = lambda: None
 
@@ -117,15 +122,31 @@ class Dispatcher:
         self._wake.clear()
 
     async def _fill(self) -> None:
-        """Start adopted sends, then claim as many due rows as there are free send slots."""
+        """Start adopted sends, then claim as many due rows as there are free send slots.
+
+        Adopted rows count against the slots too (a poll batch can adopt hundreds at once): the
+        ones beyond them wait in memory, still claimed, and start as sends finish.
+        """
         while self._adopted:
             token, alerts = self._adopted.pop(0)
             async with self._store.reading() as conn:
                 rows = await deliveries.adopted(conn, token)
                 missing = {r.alert_id for r in rows if r.alert_id not in alerts}
                 alerts |= await read_alerts(conn, missing)
-            self._start(rows, alerts)
+            adopted_at = self._store.clock()
+            self._backlog.extend((row, alerts.get(row.alert_id), adopted_at) for row in rows)
         free = self._concurrency - len(self._inflight)
+        # A row that waited half its claim is left to expire and be claimed afresh: never send
+        # under a claim that may lapse mid-send and be taken over.
+        stale = self._store.clock() - self._claim_ttl / 2
+        while self._backlog and free > 0:
+            row, alert, adopted_at = self._backlog.popleft()
+            if adopted_at >= stale:
+                self._start(row, alert)
+                free -= 1
+        if self._backlog:
+            self._saturated = True  # a finishing send wakes the loop to start the next
+            return
         if free <= 0:
             return
         async with self._store.reading() as conn:  # nothing due: no write transaction at all
@@ -134,15 +155,13 @@ class Dispatcher:
             return
         self._saturated = len(ids) == free
         rows, alerts = await self._store.atomically(partial(self._claim, ids=ids))
-        self._start(rows, alerts)
-
-    def _start(self, rows: list[DeliveryRow], alerts: dict[str, AlertRow]) -> None:
         for row in rows:
-            task = asyncio.create_task(
-                self._deliver(row, alerts.get(row.alert_id)), name=f"deliver-{row.id}"
-            )
-            self._inflight[task] = row
-            task.add_done_callback(self._done)
+            self._start(row, alerts.get(row.alert_id))
+
+    def _start(self, row: DeliveryRow, alert: AlertRow | None) -> None:
+        task = asyncio.create_task(self._deliver(row, alert), name=f"deliver-{row.id}")
+        self._inflight[task] = row
+        task.add_done_callback(self._done)
 
     async def _claim(
         self, tx: Tx, *, ids: list[int]
@@ -256,8 +275,10 @@ class Dispatcher:
 
     async def _stop(self) -> None:
         """Give sends in flight a grace period, then cancel the rest and hand their claims back."""
-        adopted = [(token, None) for token, _ in self._adopted]
+        adopted: list[tuple[str, int | None]] = [(token, None) for token, _ in self._adopted]
+        adopted += [(row.claim_token or "", row.id) for row, _, _ in self._backlog]
         self._adopted.clear()
+        self._backlog.clear()
         if adopted:
             async with self._store.transaction() as tx:
                 await deliveries.release(tx, adopted)

@@ -3,6 +3,7 @@ once, retries with backoff, honours Retry-After, falls over, dead-letters, keeps
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Callable
 from datetime import timedelta
@@ -25,6 +26,7 @@ from services.notifier.errors import PermanentDeliveryError, TransientDeliveryEr
 from services.notifier.handlers import Notifier
 from services.notifier.ports import Channel, Delivery, Receipt
 from shared.events import DeadLetter, Purpose
+from tests.services.notifier.harness import eventually, eventually_async
 from tests.services.notifier.support import (
     Clock,
     alert_event,
@@ -270,3 +272,50 @@ async def test_sends_queued_by_an_event_are_claimed_in_its_own_commit(
     assert await dispatcher.drain_once() == 2
     assert [r.status for r in await rows(n)] == ["sent", "sent"]
     assert len(senders[Channel.SLACK].accepted) == len(senders[Channel.SMS].accepted) == 1
+
+
+class GatedSender(FakeSender):
+    """Holds every send until `gate` opens; records how many were in flight at once."""
+
+    def __init__(self, channel: Channel) -> None:
+        super().__init__(channel)
+        self.gate = asyncio.Event()
+        self.active = self.most_active = 0
+
+    async def send(self, delivery: Delivery) -> Receipt:
+        self.active += 1
+        self.most_active = max(self.most_active, self.active)
+        try:
+            await self.gate.wait()
+            return await super().send(delivery)
+        finally:
+            self.active -= 1
+
+
+async def test_a_batch_adopting_more_sends_than_slots_sends_them_all_within_the_limit(
+    n: Notifier, dispatcher: Dispatcher, senders: dict[Channel, FakeSender]
+) -> None:
+    """A poll batch may adopt hundreds of pages: never more than `concurrency` sends at once
+    (the provider and the HTTP pool see a bounded burst), and every one goes out once."""
+    slack = GatedSender(Channel.SLACK)
+    senders[Channel.SLACK] = slack
+    n.adopt_ttl = timedelta(seconds=60)
+    n.on_commit.append(lambda alerts, token: token and dispatcher.adopt(token, alerts))
+    events = [alert_event(f"e-{i}", alert_id=f"a-{i}", patient=f"pt-{i}") for i in range(20)]
+    await feed(n, *events)
+    runner = asyncio.create_task(dispatcher.run())
+
+    async def all_sent() -> bool:
+        async with n.store.reading() as conn:
+            statuses = await deliveries.statuses(conn, range(1, 21))
+        return len(statuses) == 20 and {s for s, _, _ in statuses.values()} == {"sent"}
+
+    try:
+        await eventually(lambda: slack.active == 8)  # every slot taken, the rest in memory
+        slack.gate.set()
+        await eventually_async(all_sent)
+    finally:
+        runner.cancel()
+        await asyncio.gather(runner, return_exceptions=True)
+    assert slack.most_active == 8  # the fixture's concurrency, never more
+    assert len(slack.accepted) == 20
