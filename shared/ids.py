@@ -12,7 +12,9 @@ _SEEDED = hashlib.sha1(NAMESPACE.bytes, usedforsecurity=False)
 
 def derive_id(*parts: str) -> str:
     """Return a UUIDv5 over the parts, joined unambiguously."""
-    name = "\x1f".join(p.replace("\x1f", " ") if "\x1f" in p else p for p in parts)
+    name = "\x1f".join(parts)
+    if name.count("\x1f") >= len(parts):  # a part holds the separator itself (rare)
+        name = "\x1f".join(p.replace("\x1f", " ") for p in parts)
     # uuid.uuid5(NAMESPACE, name) spelled out: the same bytes, without building a UUID object
     # (ingest derives one id per reading, tens of thousands a second).
     digest = _SEEDED.copy()

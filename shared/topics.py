@@ -36,7 +36,8 @@ class Topic(Generic[E]):
 
     def encode(self, event: E) -> bytes:
         """Serialize an event as compact JSON."""
-        return event.model_dump_json().encode()
+        # The bytes model_dump_json() would give, without its decode to str and our encode back.
+        return event.__pydantic_serializer__.to_json(event)
 
     def decode(self, raw: bytes) -> E:
         """Parse and validate a message value; raises pydantic.ValidationError."""
