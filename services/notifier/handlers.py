@@ -10,6 +10,7 @@ commit.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -51,6 +52,7 @@ from shared.events import AlertEvent, AlertKind, Purpose, Severity
 log = structlog.get_logger(__name__)
 PERSON_CHANNELS = (Channel.SMS, Channel.WHATSAPP, Channel.PUSH)
 PEOPLE = ("patient", "agent", "manager")
+YIELD_EVERY = 16  # events of a poll batch handled between two yields to the event loop
 
 
 class ConsentNotReadyError(NotifierError):
@@ -104,9 +106,13 @@ async def on_alert_events(
         tx.contacts |= await get_contacts(tx.conn, patients)
         changed: dict[str, AlertRow] = {}
         handled: list[tuple[str, str]] = []
-        for event, _ in batch:
+        for i, (event, _) in enumerate(batch):
             if event.event_id not in fresh:
                 continue
+            if i and i % YIELD_EVERY == 0:
+                # SQLite calls run on the loop's thread: let sends in flight read their answers
+                # between events of a big batch instead of waiting for the whole transaction.
+                await asyncio.sleep(0)
             fresh.discard(event.event_id)  # the same event twice in one batch
             row = await apply_event(tx, event, notifier)
             if row is not None:
