@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
-from typing import Annotated
+from typing import Annotated, Any
 
 import structlog
 from fastapi import APIRouter, Depends, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from services.ingest.domain import SubmittedReading
 from services.ingest.errors import BrokerUnavailableError, ConsentUnknownError
@@ -55,6 +57,55 @@ class ReadingsIn(BaseModel):
     readings: list[ReadingIn] = Field(min_length=1, max_length=MAX_READINGS_PER_REQUEST)
 
 
+_require_readings_write = require_scopes("readings:write")
+
+
+def parse_readings(raw: bytes) -> ReadingsIn:
+    """Parse and validate a POST /v1/readings body; errors are FastAPI's own (400 / 422)."""
+    if not raw:
+        raise RequestValidationError(
+            [{"type": "missing", "loc": ("body",), "msg": "Field required", "input": None}]
+        )
+    try:
+        decoded = json.loads(raw)
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError, UnicodeDecodeError
+        fallback = "nested too deeply" if isinstance(exc, RecursionError) else "not UTF-8 text"
+        error = {"error": getattr(exc, "msg", fallback)}
+        loc = ("body", getattr(exc, "pos", 0))
+        raise RequestValidationError(
+            [{"type": "json_invalid", "loc": loc, "msg": "JSON decode error", "ctx": error}]
+        ) from None
+    try:
+        return ReadingsIn.model_validate(decoded, from_attributes=True)  # as FastAPI does
+    except ValidationError as exc:
+        errors = exc.errors(include_url=False)
+        raise RequestValidationError([{**e, "loc": ("body", *e["loc"])} for e in errors]) from None
+
+
+def _inline_schema(model: type[BaseModel]) -> dict[str, Any]:
+    """The model's JSON Schema with its $defs inlined (an OpenAPI requestBody cannot carry them)."""
+    schema = model.model_json_schema()
+    defs = schema.pop("$defs", {})
+
+    def resolve(node: Any) -> Any:
+        if isinstance(node, dict):
+            ref = node.get("$ref")
+            if isinstance(ref, str) and ref.startswith("#/$defs/"):
+                return resolve(defs[ref.removeprefix("#/$defs/")])
+            return {k: resolve(v) for k, v in node.items()}
+        if isinstance(node, list):
+            return [resolve(v) for v in node]
+        return node
+
+    return dict(resolve(schema))
+
+
+READINGS_BODY_DOC = {
+    "required": True,
+    "content": {"application/json": {"schema": _inline_schema(ReadingsIn)}},
+}
+
+
 class ReadingsAccepted(BaseModel):
     """202 body: the ids the readings got (deterministic, so a retry returns the same ids)."""
 
@@ -75,7 +126,7 @@ def build_router() -> APIRouter:
         response_model=ReadingsAccepted,
         summary="Submit readings in the canonical format",
         description="Answers 202 only after the broker acknowledged every reading (acks=all).",
-        dependencies=[Depends(require_json)],
+        openapi_extra={"requestBody": READINGS_BODY_DOC},
         responses={
             400: {"description": "Malformed JSON"},
             401: {"description": "Missing or invalid bearer token"},
@@ -86,12 +137,25 @@ def build_router() -> APIRouter:
             503: {"description": "Broker unavailable; retry after Retry-After seconds"},
         },
     )
-    async def post_readings(
-        body: ReadingsIn,
-        request: Request,
-        caller: Annotated[Principal, Depends(require_scopes("readings:write"))],
-    ) -> JSONResponse:
-        samples = [SubmittedReading(**r.model_dump()) for r in body.readings]
+    async def post_readings(request: Request) -> JSONResponse:
+        # The busiest route parses and authorizes by hand rather than through FastAPI's body
+        # model and Depends: the same checks in the same order (415, 401/403, 400, 422) and the
+        # same error bodies, at a fraction of the per-request cost.
+        await require_json(request)
+        caller = await _require_readings_write(request)
+        body = parse_readings(await request.body())
+        samples = [
+            SubmittedReading(
+                patient_id=r.patient_id,
+                metric=r.metric,
+                value=r.value,
+                unit=r.unit,
+                measured_at=r.measured_at,
+                source=r.source,
+                source_id=r.source_id,
+            )
+            for r in body.readings
+        ]
         return await _submit(request, samples, caller, field_prefix="readings")
 
     @router.post(

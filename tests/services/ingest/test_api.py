@@ -172,3 +172,34 @@ async def test_posting_readings_needs_a_token_with_readings_write(
     assert anonymous.status_code == 401
     wrong_scope = await client.post("/v1/readings", json=body, headers=bearer(idp, "consent:read"))
     assert wrong_scope.status_code == 403
+
+
+async def test_the_token_is_checked_before_the_body_is_parsed(client: httpx.AsyncClient) -> None:
+    # An anonymous caller learns nothing about how its body would have been read.
+    response = await client.post(
+        "/v1/readings",
+        content=b'{"readings": [',
+        headers={"content-type": "application/json", "Authorization": ""},
+    )
+    assert response.status_code == 401
+
+
+@pytest.mark.parametrize("raw", [b"", b"\xff\xfe\x00", b"[" * 2000 + b"]" * 2000])
+async def test_empty_undecodable_or_absurdly_nested_bodies_are_4xx(
+    client: httpx.AsyncClient, raw: bytes
+) -> None:
+    response = await client.post(
+        "/v1/readings", content=raw, headers={"content-type": "application/json"}
+    )
+    assert response.status_code in (400, 422), response.text
+    assert response.json()["error"]["code"] in ("malformed_json", "validation_error")
+
+
+async def test_the_openapi_document_describes_the_readings_body(
+    client: httpx.AsyncClient,
+) -> None:
+    operation = (await client.get("/openapi.json")).json()["paths"]["/v1/readings"]["post"]
+    body = operation["requestBody"]["content"]["application/json"]["schema"]
+    fields = body["properties"]["readings"]["items"]["properties"]
+    assert {"patient_id", "metric", "value", "unit", "measured_at", "source"} <= fields.keys()
+    assert "heart_rate" in fields["metric"]["enum"]
