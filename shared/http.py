@@ -119,6 +119,7 @@ class RequestContextMiddleware:
             ["method", "route", "status"],
             registry=registry,
         )
+        self._children: dict[tuple[str, str, int], Any] = {}  # labels() takes a lock per call
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -142,7 +143,13 @@ class RequestContextMiddleware:
             finally:
                 route = getattr(scope.get("route"), "path", "unmatched")
                 elapsed = time.perf_counter() - started
-                self.latency.labels(scope["method"], route, str(status)).observe(elapsed)
+                labels = (scope["method"], route, status)
+                child = self._children.get(labels)
+                if child is None:
+                    child = self.latency.labels(labels[0], route, str(status))
+                    if len(self._children) < 1024:  # the method is the client's: bound it
+                        self._children[labels] = child
+                child.observe(elapsed)
                 if route not in ("/healthz", "/readyz", "/metrics"):
                     log.info(
                         "http_request_completed",
@@ -295,7 +302,15 @@ def build_app(
     *, title: str, description: str, lifespan: Any, registry: CollectorRegistry, max_body_bytes: int
 ) -> FastAPI:
     """Create a FastAPI app with the shared middleware and error handlers installed."""
-    app = FastAPI(title=title, description=description, lifespan=lifespan, version="0.1.0")
+    app = FastAPI(
+        title=title,
+        description=description,
+        lifespan=lifespan,
+        version="0.1.0",
+        # FastAPI's native OpenTelemetry is unused here (no provider is configured) but its
+        # on-by-default check read os.environ and the global providers on every request.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
+    )
     install_error_handlers(app)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=max_body_bytes)
     app.add_middleware(RefusalAuditMiddleware, service=title.lower())
