@@ -9,8 +9,8 @@ the in-process fake Slack stamps the arrival.
 The latency is split at alerts.v1: each patient's `opened` record carries its CreateTime (set by
 rules' producer when it sent the event, ms resolution, the same machine's clock), read back after
 the run; 202 → record is ingest's hop to rules plus rules, record → Slack is the notifier. The CPU
-time each service process (and this process: client, fake Slack, fake IdP) used while the
-episodes were posted and paged is read from /proc.
+time each service process, the fake Slack's process and this one (posting clients, fake IdP)
+used while the episodes were posted and paged is read from /proc.
 """
 
 from __future__ import annotations
@@ -32,7 +32,8 @@ from aiokafka import AIOKafkaConsumer
 
 from shared.events import AlertKind
 from shared.topics import ALERTS
-from tests.fakes.slack import FakeSlack, SlackCall
+from tests.fakes.slack import SlackCall
+from tools.bench_slack import RemoteSlack
 from tools.bench_stack import FETCH_MAX_WAIT_MS, Stack, provider_latency
 
 RED_HEART_RATE = 130.0
@@ -189,7 +190,7 @@ async def post_all(
     return outcome
 
 
-def warm_up(url: str, slack: FakeSlack, patient_id: str, headers: dict[str, str]) -> float:
+def warm_up(url: str, slack: RemoteSlack, patient_id: str, headers: dict[str, str]) -> float:
     """One red episode through the whole pipeline (consumer groups join, connections open).
 
     Returns its 202 → Slack latency in seconds; raises if it never arrives.
@@ -206,10 +207,13 @@ def warm_up(url: str, slack: FakeSlack, patient_id: str, headers: dict[str, str]
 def cpu_seconds(stack: Stack) -> dict[str, float]:
     """CPU time (user + system) used so far by each service process and by this process."""
     tick = os.sysconf("SC_CLK_TCK")
-    used = {"bench (client, fake Slack, fake IdP)": sum(os.times()[:2])}
-    for name, process in stack.services.items():
+    used = {"bench (posting clients, fake IdP)": sum(os.times()[:2])}
+    pids = {name: p.proc.pid for name, p in stack.services.items()} | {
+        "fake Slack": stack.slack.pid
+    }
+    for name, pid in pids.items():
         with contextlib.suppress(OSError):
-            fields = Path(f"/proc/{process.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
             used[name] = (int(fields[11]) + int(fields[12])) / tick
     return used
 

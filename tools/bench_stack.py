@@ -9,7 +9,7 @@ dropped when the stack stops. Slack's per-channel pacing (about 1 message/s, rig
 channel) is lifted: the bench measures the pipeline's latency, not one channel's throughput.
 
 Everything listens on 127.0.0.1, every wait has a deadline, and `running_stack()` stops what it
-started (services, then broker, then fake Slack) on any exit, Ctrl-C included.
+started (services, then the fake Slack, then the broker) on any exit, Ctrl-C included.
 """
 
 from __future__ import annotations
@@ -31,11 +31,10 @@ import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 from deploy.embedded_broker import free_port, start_tansu, stop_tansu
-from tests.fakes.slack import FakeSlack
+from tools.bench_slack import SLACK_TOKEN, RemoteSlack
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SERVICES = ("ingest", "rules", "notifier")
-SLACK_TOKEN = "xoxb-bench"
 SLACK_CHANNEL = "#care-alerts"
 READY_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 15.0
@@ -93,7 +92,7 @@ class Stack:
     """The running system under test."""
 
     bootstrap: str
-    slack: FakeSlack
+    slack: RemoteSlack
     services: dict[str, Process]
 
     @property
@@ -182,7 +181,7 @@ def provider_latency(process: Process, channel: str = "slack") -> tuple[int, flo
 
 
 def service_env(
-    bootstrap: str, slack: FakeSlack, ports: dict[str, int], options: StackOptions, data_dir: Path
+    bootstrap: str, slack: RemoteSlack, ports: dict[str, int], options: StackOptions, data_dir: Path
 ) -> dict[str, str]:
     """Environment shared by the services: everything on loopback, quiet logs, fake IdP, rules
     state in <data_dir>/rules.db."""
@@ -317,8 +316,19 @@ def running_stack(log_dir: Path, options: StackOptions) -> Iterator[Stack]:
         broker_port = free_port()
         broker = start_tansu(broker_port, quiet=True)
         exits.callback(stop_tansu, broker)
-        slack = FakeSlack(token=SLACK_TOKEN).start()
-        exits.callback(slack.stop)
+        slack_port = free_port()
+        fake = exits.enter_context(running_processes([]))  # stopped after the services
+        fake.append(
+            spawn(
+                "slack",
+                ["-m", "tools.bench_slack", str(slack_port)],
+                slack_port,
+                {**os.environ},
+                log_dir,
+            )
+        )
+        wait_ready(fake)
+        slack = RemoteSlack(fake[0].url, fake[0].proc.pid)
         bootstrap = f"127.0.0.1:{broker_port}"
         names = (*SERVICES, "consent") if options.with_consent_service else SERVICES
         ports = {name: free_port() for name in names}
