@@ -139,6 +139,8 @@ class KafkaEventPublisher:
 
 # A record this large goes through producer.send(), which checks it against max_request_size.
 _LARGE_RECORD_BYTES = 8192
+# Fewer records than this for one partition go through producer.send() (see _enqueue).
+_OWN_BATCH_MIN_RECORDS = 64
 
 
 async def _enqueue(
@@ -148,7 +150,7 @@ async def _enqueue(
 
     Partitions are chosen exactly as producer.send() chooses them (aiokafka's DefaultPartitioner,
     murmur2 of the key over the sorted partitions), once per distinct key instead of per record;
-    keyless and large records take producer.send() itself.
+    keyless and large records, and partitions with only a few records, take producer.send().
     """
     partitions = sorted(await producer.partitions_for(topic.name))
     partition_of: dict[bytes, int] = {}
@@ -164,6 +166,14 @@ async def _enqueue(
             partition = partition_of[key] = _PARTITIONER(key, partitions, partitions)
         by_partition.setdefault(partition, []).append((key, value))
     for partition, records in by_partition.items():
+        if len(records) < _OWN_BATCH_MIN_RECORDS:
+            # send() appends to the partition's open batch, shared with concurrent requests;
+            # a batch of our own would wait for that one to drain first.
+            for key, value in records:
+                futures.append(
+                    await producer.send(topic.name, value=value, key=key, partition=partition)
+                )
+            continue
         batch = producer.create_batch()
         for key, value in records:
             if batch.append(key=key, value=value, timestamp=None) is None:  # batch full

@@ -67,7 +67,8 @@ async def test_batched_publishing_keeps_the_partition_and_order_of_producer_send
     reference = AIOKafkaProducer(bootstrap_servers=broker, acks="all", enable_idempotence=False)
     await reference.start()
     try:
-        await publisher.publish_many(BATCHED, events)
+        await publisher.publish_many(BATCHED, events[:20])  # a few per partition: send()
+        await publisher.publish_many(BATCHED, events[20:])  # many per partition: own batches
         for e in events:
             await reference.send(REFERENCE.name, REFERENCE.encode(e), key=REFERENCE.key_of(e))
         await reference.flush()
