@@ -9,6 +9,7 @@ deterministic id, so the same notice arriving again while deferred is one row, n
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -44,13 +45,20 @@ class SqlDeferredPullStore:
     ) -> None:
         """Keep a notification until `not_before` (a later time wins if it is already kept)."""
         key = t.c.notification_id == notification.notification_id
-        for _ in range(2):  # a concurrent insert of the same id: the second round updates it
+        while True:  # the row may be inserted or requeued by someone else between our statements
             async with self._engine.begin() as conn:
                 current = (await conn.execute(select(t.c.not_before).where(key))).scalar()
-                if current is not None:
-                    if not_before > current:
-                        await conn.execute(update(t).where(key).values(not_before=not_before))
+                if current is not None and current >= not_before:
                     return
+                if current is not None:
+                    moved = await conn.execute(
+                        update(t)
+                        .where(key, t.c.not_before == current)
+                        .values(not_before=not_before)
+                    )
+                    if moved.rowcount:
+                        return
+                    continue
                 try:
                     await conn.execute(
                         insert(t).values(
@@ -96,23 +104,44 @@ class SqlDeferredPullStore:
             for r in rows
         ]
 
-    async def release(self, pulls: list[DeferredPull]) -> None:
-        """Forget pulls that are back on the topic, unless one was deferred again meanwhile."""
+    async def requeue_due(
+        self,
+        *,
+        now: datetime,
+        limit: int,
+        publish: Callable[[list[VendorNotification]], Awaitable[None]],
+    ) -> int:
+        """Hand the due pulls to `publish` and forget them once it returned, unless one was
+        deferred again meanwhile. On PostgreSQL the rows stay locked until then and other
+        replicas skip them (FOR UPDATE SKIP LOCKED), so a due pull is requeued once."""
+        query = (
+            select(t.c.notification_id, t.c.notification, t.c.not_before)
+            .where(t.c.not_before <= now)
+            .order_by(t.c.not_before)
+            .limit(limit)
+        )
         async with self._engine.begin() as conn:
-            for pull in pulls:
+            if conn.dialect.name == "postgresql":
+                query = query.with_for_update(skip_locked=True)
+            rows = (await conn.execute(query)).all()
+            if not rows:
+                return 0
+            await publish([VendorNotification.model_validate_json(r.notification) for r in rows])
+            for row in rows:
                 await conn.execute(
                     delete(t).where(
-                        t.c.notification_id == pull.notification.notification_id,
-                        t.c.not_before == pull.not_before,
+                        t.c.notification_id == row.notification_id,
+                        t.c.not_before == row.not_before,
                     )
                 )
+        return len(rows)
 
 
 class DeferredPullRelay:
     """Puts due deferred pulls back on vendor-notifications.v1 (acks=all), then forgets them.
 
     It polls the store, so it also resumes what a previous process or another replica deferred.
-    A crash between the publish and the release publishes the pull twice: pulls are idempotent.
+    A crash between the publish and the delete publishes the pull twice: pulls are idempotent.
     """
 
     def __init__(
@@ -145,10 +174,13 @@ class DeferredPullRelay:
         """Publish the pulls whose wait is over; return how many went back on the topic."""
         if not self._publisher.ready:
             return 0
-        due = await self._store.due(now=now or datetime.now(UTC), limit=self._batch)
-        if not due:
-            return 0
-        await self._publisher.publish_many(VENDOR_NOTIFICATIONS, [d.notification for d in due])
-        await self._store.release(due)
-        log.info("deferred_pulls_requeued", count=len(due))
-        return len(due)
+
+        async def publish(notifications: list[VendorNotification]) -> None:
+            await self._publisher.publish_many(VENDOR_NOTIFICATIONS, notifications)
+
+        count = await self._store.requeue_due(
+            now=now or datetime.now(UTC), limit=self._batch, publish=publish
+        )
+        if count:
+            log.info("deferred_pulls_requeued", count=count)
+        return count

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -102,15 +104,20 @@ async def test_repeated_notices_while_deferred_are_one_pull_due_at_the_latest_wa
 async def test_a_pull_rate_limited_again_while_being_requeued_stays_deferred(
     deferrals: SqlDeferredPullStore,
 ) -> None:
-    notice = fitbit_notice("2024-05-01")
+    notice, later = fitbit_notice("2024-05-01"), NOW + timedelta(seconds=30)
     await deferrals.defer(notice, not_before=NOW, now=NOW)
-    requeued = await deferrals.due(now=NOW)
-    # The requeued copy was pulled and 429'd again before the relay released the first wait.
-    later = NOW + timedelta(seconds=30)
-    await deferrals.defer(notice, not_before=later, now=NOW)
-    await deferrals.release(requeued)
+    published: list[VendorNotification] = []
+
+    async def publish(notifications: list[VendorNotification]) -> None:
+        published.extend(notifications)
+        # The consumer pulled the requeued copy and got 429 again before the relay let go.
+        await deferrals.defer(notice, not_before=later, now=NOW)
+
+    assert await deferrals.requeue_due(now=NOW, limit=10, publish=publish) == 1
+    assert published == [notice]
+    assert await deferrals.due(now=NOW) == []
     assert [d.notification for d in await deferrals.due(now=later)] == [notice]
-    await deferrals.release(await deferrals.due(now=later))
+    assert await deferrals.requeue_due(now=later, limit=10, publish=publish) == 1
     assert await deferrals.due(now=later) == []
 
 
@@ -146,3 +153,39 @@ async def test_a_queued_ping_whose_callback_is_no_longer_trusted_is_dead_lettere
     with pytest.raises(UnprocessableEventError) as raised:
         await puller.on_vendor_notification(event, ctx)
     assert raised.value.reason == "untrusted_callback_url"
+
+
+@pytest.mark.parametrize("database", ["postgresql"], indirect=True)
+async def test_two_replicas_relaying_at_once_requeue_a_due_pull_once(
+    database: dict[str, Any],
+) -> None:
+    engines = [
+        make_engine(database["database_url"], schema=database["database_schema"]) for _ in range(2)
+    ]
+    try:
+        await migrate(engines[0], MIGRATIONS)
+        first, second = (SqlDeferredPullStore(e) for e in engines)
+        notice = fitbit_notice("2024-05-01")
+        await first.defer(notice, not_before=NOW, now=NOW)
+        claimed, release = asyncio.Event(), asyncio.Event()
+        published: list[VendorNotification] = []
+
+        async def slow_publish(notifications: list[VendorNotification]) -> None:
+            published.extend(notifications)
+            claimed.set()
+            await release.wait()  # the broker is slow to acknowledge
+
+        async def publish(notifications: list[VendorNotification]) -> None:
+            published.extend(notifications)
+
+        one = asyncio.create_task(first.requeue_due(now=NOW, limit=10, publish=slow_publish))
+        await claimed.wait()
+        async with asyncio.timeout(5):  # skips the claimed row rather than waiting for it
+            assert await second.requeue_due(now=NOW, limit=10, publish=publish) == 0
+        release.set()
+        assert await one == 1
+        assert published == [notice]
+        assert await second.due(now=NOW) == []
+    finally:
+        for engine in engines:
+            await engine.dispose()
