@@ -39,7 +39,10 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 def create_app(settings: RulesSettings) -> FastAPI:
     """Build the rules app; a bad rule file raises RuleSetError naming the rule and field."""
     rules = load_rule_set(settings.rules_file or DEFAULT_RULES_FILE)
-    db = make_engine(settings.rules_database_url, schema=settings.rules_database_schema)
+    # SQLite calls on the loop's thread: rules' write transactions await nothing but the database.
+    db = make_engine(
+        settings.rules_database_url, schema=settings.rules_database_schema, sqlite_inline=True
+    )
     store = SqlStateStore(db, encode=PatientState.to_json, decode=PatientState.from_json)
 
     async def erase(patient_id: str) -> str:
