@@ -30,6 +30,7 @@ from typing import Any
 import httpx
 from aiokafka import AIOKafkaConsumer
 
+from services.notifier.adapters.http_transport import AiohttpTransport
 from shared.events import AlertKind
 from shared.topics import ALERTS
 from tests.fakes.slack import SlackCall
@@ -173,12 +174,15 @@ async def post_all(
     """
     outcome = PostOutcome()
     pending = enumerate(patient_ids)
-    limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
     started = time.perf_counter()
 
     async def worker() -> None:
         async with httpx.AsyncClient(
-            base_url=url, headers=headers, timeout=POST_TIMEOUT_S, limits=limits
+            base_url=url,
+            headers=headers,
+            timeout=POST_TIMEOUT_S,
+            # httpx's own pool cost ~3 ms CPU a request, which capped the posting below 167/s
+            transport=AiohttpTransport(limit=1),
         ) as client:
             for index, patient_id in pending:  # one shared iterator: each id is posted once
                 if rate > 0:
