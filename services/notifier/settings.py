@@ -37,7 +37,13 @@ class NotifierSettings(ServiceSettings):
     notifier_max_attempts: int = Field(
         5, ge=1, le=50, description="Tries per channel before falling over to the next one."
     )
-    notifier_send_concurrency: int = Field(32, ge=1, le=1000)
+    notifier_send_concurrency: int = Field(
+        128,
+        ge=1,
+        le=1000,
+        description="Sends in flight (each holds its slot until its outcome is committed); also "
+        "the HTTP connection pool size.",
+    )
     notifier_claim_ttl_s: float = Field(
         30.0, gt=0, description="A send claimed longer than this is retried (crashed instance)."
     )
