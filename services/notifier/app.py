@@ -183,6 +183,7 @@ def build_senders(
             client=http,
             base_url=settings.slack_api_base_url,
             token=settings.slack_bot_token.get_secret_value(),
+            timeout_s=settings.slack_timeout_s,
         )
     if settings.twilio_account_sid and settings.twilio_auth_token and settings.twilio_from:
         for channel in (Channel.SMS, Channel.WHATSAPP):

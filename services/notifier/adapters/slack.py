@@ -56,10 +56,21 @@ class SlackChannelSender:
 
     channel = Channel.SLACK
 
-    def __init__(self, *, client: httpx.AsyncClient, base_url: str, token: str) -> None:
+    def __init__(
+        self,
+        *,
+        client: httpx.AsyncClient,
+        base_url: str,
+        token: str,
+        timeout_s: float | None = None,
+    ) -> None:
         self._client = client
         self._base_url = base_url.rstrip("/")
         self._token = token
+        # SLACK_TIMEOUT_S; None keeps the shared client's timeout (PROVIDER_TIMEOUT_S).
+        self._timeout: Any = (
+            httpx.Timeout(timeout_s) if timeout_s is not None else httpx.USE_CLIENT_DEFAULT
+        )
 
     async def send(self, delivery: Delivery) -> Receipt:
         """Post the message, reply in its thread (thread_ref) or edit it in place (update_ref)."""
@@ -70,6 +81,7 @@ class SlackChannelSender:
                 f"{self._base_url}/{method}",
                 json=body,
                 headers={"Authorization": f"Bearer {self._token}"},
+                timeout=self._timeout,
             )
         except httpx.HTTPError as exc:
             log.warning("slack_unreachable", channel=self.channel.value, error=type(exc).__name__)
@@ -116,8 +128,11 @@ def _check(response: httpx.Response) -> dict[str, Any]:
         payload = response.json()
     except ValueError as exc:
         raise TransientDeliveryError("slack answered a non-JSON body") from exc
-    if status == 200 and payload.get("ok") and payload.get("ts"):
-        return dict(payload)
+    if not isinstance(payload, dict):  # a proxy's or gateway's answer, not the Web API's
+        log.warning("slack_delivery_failed", channel="slack", status=status, code="not_an_object")
+        raise TransientDeliveryError("slack answered JSON that is not a JSON object")
+    if status == 200 and payload.get("ok") and isinstance(payload.get("ts"), str):
+        return payload
     error = str(payload.get("error") or f"http_{status}")
     log.warning("slack_delivery_failed", channel="slack", status=status, code=error)
     if error in PERMANENT_ERRORS or 400 <= status < 500:

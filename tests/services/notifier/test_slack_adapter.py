@@ -138,6 +138,35 @@ async def test_unreachable_slack_is_transient(http: httpx.AsyncClient) -> None:
         await dead.send(delivery())
 
 
+async def test_slack_calls_use_slack_timeout_not_the_shared_clients() -> None:
+    seen: list[dict[str, float | None]] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        seen.append(request.extensions["timeout"])
+        return httpx.Response(200, json={"ok": True, "channel": "C1", "ts": "1.0"})
+
+    async with httpx.AsyncClient(timeout=10, transport=httpx.MockTransport(answer)) as client:
+        slack = SlackChannelSender(client=client, base_url="http://slack", token="x", timeout_s=2.5)
+        await slack.send(delivery())
+        default = SlackChannelSender(client=client, base_url="http://slack", token="x")
+        await default.send(delivery())
+    assert seen[0]["read"] == 2.5 and seen[0]["connect"] == 2.5
+    assert seen[1]["read"] == 10
+
+
+@pytest.mark.parametrize("body", [[], "ok", 5, [{"ok": True}]])
+async def test_slack_json_that_is_not_an_object_is_a_transient_delivery_error(
+    body: object,
+) -> None:
+    def answer(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, json=body)
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(answer)) as client:
+        slack = SlackChannelSender(client=client, base_url="http://slack", token="x")
+        with pytest.raises(TransientDeliveryError, match="not a JSON object"):
+            await slack.send(delivery())
+
+
 async def test_send_alert_posts_the_block_kit_alert(
     http: httpx.AsyncClient, fake_slack: FakeSlack
 ) -> None:
