@@ -175,8 +175,11 @@ class VendorPuller:
         offset = timedelta(minutes=conn.utc_offset_minutes or 0)
         samples: list[VendorSample] = []
         for pull in fitbit.pulls_for(notice):
+            # The unit system follows Accept-Language: without it Fitbit answers in the user's
+            # locale (mmol/L for most of the world) and the mapper would mislabel glucose.
+            language = {"Accept-Language": pull.accept_language} if pull.accept_language else {}
             body, tokens = await self.fitbit.get_json(
-                vendor_user=conn.vendor_user, tokens=tokens, path=pull.path
+                vendor_user=conn.vendor_user, tokens=tokens, path=pull.path, headers=language
             )
             samples += fitbit.map_response(pull, body, utc_offset=offset)
         return samples

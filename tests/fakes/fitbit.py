@@ -1,4 +1,4 @@
-"""A local Fitbit Web API fake: OAuth refresh, heart-rate and SpO2 reads, limits, shutdown.
+"""A local Fitbit Web API fake: OAuth refresh, heart-rate, SpO2 and glucose reads, limits, shutdown.
 
 Wire format per shared/reference/vendor-formats.md §2.4-2.6. Token endpoint: HTTP Basic client
 auth (401 invalid_client otherwise), grant_type=refresh_token; one active refresh token per user,
@@ -7,7 +7,10 @@ refresh returns the same answer until the new tokens are used; `refresh_grace` (
 models that, off makes every reuse fail. Resources: 401 `expired_token` for an expired access
 token, `invalid_token` for an unknown one; `rate_limit_next` answers 429 with Retry-After and the
 Fitbit-Rate-Limit-* headers; users in `gone_users` get 410. Unconfirmed shapes (no public
-example): the 429/410/403 bodies and the answer for a date with no data.
+example): the 429/410/403 bodies and the answer for a date with no data. Blood glucose is
+stored in mg/dL and answered the way Fitbit's units follow `Accept-Language` (§2.5): US units
+(mg/dL) only for `en_US`, METRIC units (mmol/L, mg/dL / 18.016, one decimal) for any other
+locale or none.
 """
 
 from __future__ import annotations
@@ -36,6 +39,8 @@ from tests.fakes.server import ThreadedServer
 
 _HEART = re.compile(r"activities/heart/date/([^/]+)/1d/(1sec|1min|5min|15min)\.json")
 _SPO2 = re.compile(r"spo2/date/([^/]+?)(?:/([^/]+?))?(/all)?\.json")
+_GLUCOSE = re.compile(r"health/metrics/glucose/values/([^/]+)/([^/]+)\.json")
+_MG_DL_PER_MMOL_L = 18.016
 _ZONES = (("Out of Range", 30, 97), ("Fat Burn", 97, 135), ("Cardio", 135, 164), ("Peak", 164, 220))
 
 
@@ -56,6 +61,7 @@ class FitbitRequest:
     status: int
     bearer: str | None = None
     form: dict[str, str] = field(default_factory=dict)
+    accept_language: str | None = None
 
 
 def _errors(status: int, error_type: str, message: str, **headers: str) -> JSONResponse:
@@ -93,6 +99,7 @@ class FakeFitbit:
     _heart: dict[tuple[str, str], list[tuple[str, int]]] = field(default_factory=dict)
     _resting: dict[tuple[str, str], int] = field(default_factory=dict)
     _spo2: dict[tuple[str, str], list[tuple[str, float]]] = field(default_factory=dict)
+    _glucose: dict[tuple[str, str], list[tuple[str, float, str]]] = field(default_factory=dict)
 
     @property
     def base_url(self) -> str:
@@ -155,6 +162,11 @@ class FakeFitbit:
         """Script a night's SpO2 as (yyyy-MM-ddTHH:mm:ss, %) samples, filed under `day`."""
         with self._cond:
             self._spo2[(user, day)] = sorted(minutes)
+
+    def set_glucose(self, user: str, day: str, values: list[tuple[str, float, str]]) -> None:
+        """Script a day's glucose as (yyyy-MM-ddTHH:mm:ss local, mg/dL, measurementType)."""
+        with self._cond:
+            self._glucose[(user, day)] = sorted(values)
 
     def sign(self, body: bytes) -> str:
         """X-Fitbit-Signature of a raw body: Base64(HMAC-SHA1(body, client_secret + '&'))."""
@@ -234,7 +246,8 @@ class FakeFitbit:
     async def _resource(self, request: Request) -> Response:
         token = request.headers.get("authorization", "").removeprefix("Bearer ")
         response = self._resource_answer(request, token)
-        self._record(request, response.status_code, bearer=token or None)
+        language = request.headers.get("accept-language")
+        self._record(request, response.status_code, bearer=token or None, accept_language=language)
         return response
 
     def _authorize(self, token: str) -> str | Response:
@@ -282,6 +295,9 @@ class FakeFitbit:
             if end == "all" and all_ is None:
                 end, all_ = None, "/all"
             return self._spo2_answer(owner, start, end, intraday=all_ is not None)
+        if glucose := _GLUCOSE.fullmatch(rest):
+            us_units = request.headers.get("accept-language") == "en_US"
+            return self._glucose_answer(owner, *glucose.groups(), us_units=us_units)
         return _errors(404, "not_found", "The API you are requesting could not be found.")
 
     def _heart_answer(self, user: str, day: str, detail: str) -> Response:
@@ -337,3 +353,33 @@ class FakeFitbit:
         if end is not None:
             return JSONResponse(entries)
         return JSONResponse(entries[0] if entries else {})
+
+    def _glucose_answer(self, user: str, start: str, end: str, *, us_units: bool) -> Response:
+        if not (_valid_date(start) and _valid_date(end)):
+            return _errors(400, "validation", f"Invalid date:{start}/{end}")
+        first, last = Date.fromisoformat(start), Date.fromisoformat(end)
+        with self._cond:
+            found = sorted((d, v) for (u, d), v in self._glucose.items() if u == user and v)
+        entries: list[dict[str, Any]] = []
+        for day, values in found:
+            if not first <= Date.fromisoformat(day) <= last:
+                continue
+            shown = [
+                (t, mg if us_units else round(mg / _MG_DL_PER_MMOL_L, 1), kind)
+                for t, mg, kind in values
+            ]
+            numbers = [v for _, v, _ in shown]
+            entries.append(
+                {
+                    "date": day,
+                    "minValue": min(numbers),
+                    "maxValue": max(numbers),
+                    "numberOfValues": len(numbers),
+                    "sumOfValues": sum(numbers),
+                    "average": fmean(numbers),
+                    "values": [
+                        {"dateTime": t, "value": v, "measurementType": k} for t, v, k in shown
+                    ],
+                }
+            )
+        return JSONResponse(entries)

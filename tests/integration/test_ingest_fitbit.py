@@ -350,3 +350,21 @@ async def test_a_batched_notification_pulls_each_entry_and_revokes_on_user_revok
     assert sent.status_code == 204, sent.text
     connection = await ingest.connection(USER)
     assert (connection["status"], connection["status_reason"]) == ("revoked", "userRevokedAccess")
+
+
+async def test_a_body_notification_pulls_glucose_in_us_units_and_publishes_mg_dl(
+    ingest: Ingest, fitbit: FakeFitbit
+) -> None:
+    # A user outside the US: without Accept-Language: en_US Fitbit answers mmol/L (13.9 here),
+    # which read as mg/dL would turn severe hyperglycaemia into a "hypo".
+    await connect(ingest, fitbit)
+    fitbit.set_glucose(USER, DAY, [(f"{DAY}T08:30:00", 250.0, "SMBG")])
+    body = fitbit.notification(USER, DAY, "body")
+    headers = {"X-Fitbit-Signature": fitbit.sign(body)}
+    response = await ingest.post("/v1/webhooks/fitbit", content=body, headers=headers)
+    assert response.status_code == 204, response.text
+    [reading] = await readings(ingest, count=1)
+    assert (reading.metric, reading.unit, reading.value) == ("blood_glucose", "mg/dL", 250.0)
+    assert reading.measured_at == datetime.fromisoformat(f"{DAY}T08:30:00-03:00")
+    [pulled] = [r for r in fitbit.requests if "/glucose/" in r.path]
+    assert (pulled.status, pulled.accept_language) == (200, "en_US")

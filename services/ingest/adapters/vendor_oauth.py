@@ -246,17 +246,24 @@ async def get_with_refresh(
     url: str,
     params: dict[str, str] | None,
     refreshable: Callable[[httpx.Response], bool],
+    headers: dict[str, str] | None = None,
 ) -> tuple[JsonDocument, OAuthTokens]:
     """GET `url` with a bearer token: refresh first if expiring, and once more on a stale 401."""
     if refresher.needs_refresh(tokens):
         tokens = await refresher.refresh(vendor_user, tokens)
+    extra = headers or {}
     response = await _get(
-        http, url, token=tokens.access_token, params=params, vendor=refresher.vendor
+        http, url, token=tokens.access_token, params=params, vendor=refresher.vendor, extra=extra
     )
     if response.status_code == 401 and refreshable(response):
         tokens = await refresher.refresh(vendor_user, tokens)
         response = await _get(
-            http, url, token=tokens.access_token, params=params, vendor=refresher.vendor
+            http,
+            url,
+            token=tokens.access_token,
+            params=params,
+            vendor=refresher.vendor,
+            extra=extra,
         )
         if response.status_code == 401:
             log.warning("vendor_token_rejected", vendor=refresher.vendor, status=401)
@@ -271,12 +278,13 @@ async def _get(
     token: str,
     params: dict[str, str] | None,
     vendor: str,
+    extra: dict[str, str],
 ) -> httpx.Response:
     try:
         return await http.get(
             url,
             params=params,
-            headers={"Authorization": f"Bearer {token}", "Accept": "application/json"},
+            headers={**extra, "Authorization": f"Bearer {token}", "Accept": "application/json"},
             follow_redirects=False,
         )
     except httpx.TransportError as exc:
@@ -327,8 +335,9 @@ class OAuthApiClient:
         tokens: OAuthTokens,
         path: str,
         params: dict[str, str] | None = None,
+        headers: dict[str, str] | None = None,
     ) -> tuple[JsonDocument, OAuthTokens]:
-        """GET base_url + path; return the JSON and the tokens now in force."""
+        """GET base_url + path (with extra `headers`); return the JSON and the tokens in force."""
         return await get_with_refresh(
             http=self._http,
             refresher=self._refresher,
@@ -337,4 +346,5 @@ class OAuthApiClient:
             url=self._base_url + path,
             params=params,
             refreshable=self.refreshable,
+            headers=headers,
         )
