@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, case, func, or_, select, tuple_, update
+from sqlalchemy import and_, bindparam, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.notifier.adapters.store import Tx
@@ -161,31 +161,44 @@ async def finish(tx: Tx, row: DeliveryRow, **values: Any) -> bool:
 
 
 async def finish_sent(tx: Tx, sent: list[tuple[DeliveryRow, str]]) -> set[int]:
-    """Mark many claimed rows sent with their provider references, in one UPDATE; return the ids
-    whose claim this dispatcher still held (the others were taken over and are left alone)."""
+    """Mark many claimed rows sent with their provider references; return the ids whose claim
+    this dispatcher still held (the others were taken over and are left alone).
+
+    One SELECT of the claims still held, then one UPDATE run for every row (executemany): the
+    statements keep one shape whatever the batch size, so SQLAlchemy compiles each once (a CASE
+    per row made a new statement, compiled afresh, for every batch size).
+    """
     if not sent:
         return set()
-    refs = {row.id: ref for row, ref in sent}
-    attempts = {row.id: row.attempts + 1 for row, _ in sent}
-    result = await tx.conn.execute(
-        update(d)
-        .where(
-            tuple_(d.c.id, d.c.claim_token).in_([(row.id, row.claim_token) for row, _ in sent]),
-            d.c.status == "sending",
-        )
-        .values(
-            status="sent",
-            claim_token=None,
-            claimed_until=None,
-            updated_at=tx.now,
-            sent_at=tx.now,
-            last_error=None,
-            provider_ref=case(refs, value=d.c.id),
-            attempts=case(attempts, value=d.c.id),
-        )
-        .returning(d.c.id)
+    query = select(d.c.id, d.c.claim_token).where(
+        d.c.id.in_([row.id for row, _ in sent]), d.c.status == "sending"
     )
-    return set(result.scalars().all())
+    if tx.conn.dialect.name == "postgresql":
+        query = query.with_for_update()  # SQLite: the writer lock already serialises this
+    held = {r.id: r.claim_token for r in await tx.conn.execute(query)}
+    mine = [
+        (row, ref) for row, ref in sent if row.claim_token and held.get(row.id) == row.claim_token
+    ]
+    if mine:
+        await tx.conn.execute(
+            update(d)
+            .where(d.c.id == bindparam("b_id"), d.c.claim_token == bindparam("b_token"))
+            .values(
+                status="sent",
+                claim_token=None,
+                claimed_until=None,
+                updated_at=tx.now,
+                sent_at=tx.now,
+                last_error=None,
+                provider_ref=bindparam("b_ref"),
+                attempts=bindparam("b_attempts"),
+            ),
+            [
+                {"b_id": r.id, "b_token": r.claim_token, "b_ref": ref, "b_attempts": r.attempts + 1}
+                for r, ref in mine
+            ],
+        )
+    return {row.id for row, _ in mine}
 
 
 async def release(tx: Tx, tokens_and_ids: Iterable[tuple[str, int | None]]) -> None:

@@ -16,7 +16,7 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import case, delete, event, insert, or_, select, update
+from sqlalchemy import bindparam, delete, event, insert, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -161,14 +161,16 @@ class Tx:
         )
 
     async def set_slack_refs(self, refs: dict[str, str]) -> None:
-        """Remember the first Slack message of many alerts (alert id -> ref), in one UPDATE."""
+        """Remember the first Slack message of many alerts (alert id -> ref): one UPDATE run for
+        every alert (executemany: one statement shape, compiled once, whatever the count)."""
         if not refs:
             return
         await self.flush()
         await self.conn.execute(
             update(alerts)
-            .where(alerts.c.alert_id.in_(list(refs)), alerts.c.slack_ref.is_(None))
-            .values(slack_ref=case(refs, value=alerts.c.alert_id))
+            .where(alerts.c.alert_id == bindparam("b_alert"), alerts.c.slack_ref.is_(None))
+            .values(slack_ref=bindparam("b_ref")),
+            [{"b_alert": alert_id, "b_ref": ref} for alert_id, ref in refs.items()],
         )
 
     async def note(
