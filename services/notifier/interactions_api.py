@@ -7,12 +7,12 @@ import json
 import time
 import uuid
 from datetime import UTC, datetime
-from typing import Any
 from urllib.parse import parse_qs, parse_qsl
 
 import structlog
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from services.notifier.actions import AlertNotFoundError, Who, acknowledge, escalate, resolve
 from services.notifier.adapters import deliveries
@@ -42,6 +42,36 @@ class BadSignatureError(ApiError):
 
     status = 401
     code = "invalid_signature"
+
+
+class BadSlackPayloadError(ApiError):
+    """A signed Slack interaction whose payload is not a block_actions click this service reads."""
+
+    status = 400
+    code = "invalid_payload"
+
+
+class SlackUser(BaseModel):
+    """Who clicked (only the id is read)."""
+
+    model_config = ConfigDict(extra="ignore")
+    id: str
+
+
+class SlackAction(BaseModel):
+    """One clicked button: which action, on which alert (the button's value)."""
+
+    model_config = ConfigDict(extra="ignore")
+    action_id: str
+    value: str = ""
+
+
+class SlackClick(BaseModel):
+    """The parts of Slack's block_actions payload the buttons need."""
+
+    model_config = ConfigDict(extra="ignore")
+    user: SlackUser
+    actions: list[SlackAction] = Field(min_length=1)
 
 
 class CallbackNotConfiguredError(ApiError):
@@ -105,24 +135,30 @@ def _form(body: bytes) -> dict[str, str]:
         return {}
 
 
-def _payload(body: bytes) -> dict[str, Any]:
-    """The JSON `payload` field of Slack's form body ({} when absent or malformed)."""
+def _payload(body: bytes) -> SlackClick:
+    """The JSON `payload` field of Slack's form body as a click; 400 naming what is wrong."""
     try:
-        raw = parse_qs(body.decode(), strict_parsing=False).get("payload", ["{}"])[0]
-        payload = json.loads(raw)
-    except (UnicodeDecodeError, ValueError):
-        return {}
-    return payload if isinstance(payload, dict) else {}
+        raw = parse_qs(body.decode(), strict_parsing=False).get("payload")
+        payload = json.loads(raw[0]) if raw else None
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise BadSlackPayloadError("the form field `payload` is not JSON") from exc
+    if not isinstance(payload, dict):
+        raise BadSlackPayloadError("the form field `payload` must be a JSON object")
+    try:
+        return SlackClick.model_validate(payload)
+    except ValidationError as exc:
+        # Location and reason only: pydantic's input_value could echo what was sent.
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'payload'}: {e['msg']}" for e in exc.errors()
+        )
+        raise BadSlackPayloadError(f"the Slack payload is not a button click: {problems}") from exc
 
 
-async def apply_slack_action(n: Notifier, payload: dict[str, Any], request: Request) -> str:
+async def apply_slack_action(n: Notifier, click: SlackClick, request: Request) -> str:
     """Apply an Acknowledge / Escalate / Resolve click by a mapped agent; return what to say."""
-    actions = payload.get("actions") or [{}]
-    action = actions[0] if isinstance(actions[0], dict) else {}
-    user = payload.get("user") or {}
-    user_id = str(user.get("id", "")) if isinstance(user, dict) else ""
-    alert_id, action_id = str(action.get("value", "")), str(action.get("action_id", ""))
-    agent = n.routing.agent_by_slack_user(user_id)
+    action = click.actions[0]
+    alert_id, action_id = action.value, action.action_id
+    agent = n.routing.agent_by_slack_user(click.user.id)
     if agent is None:
         log.info("slack_action_refused", reason="unmapped_user", action=action_id)
         return "You are not on the on-call roster, so this action was not applied."

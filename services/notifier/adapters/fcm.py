@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -137,8 +138,7 @@ class FcmPushSender:
             ) from exc
         payload = _json(response)
         if response.status_code == 200 and isinstance(payload.get("access_token"), str):
-            expires_in = float(payload.get("expires_in", ASSERTION_LIFETIME_S))
-            return payload["access_token"], now + expires_in
+            return payload["access_token"], now + _lifetime(payload.get("expires_in"))
         error = str(payload.get("error") or f"http_{response.status_code}")
         log.warning("fcm_token_refused", channel="push", status=response.status_code, code=error)
         if response.status_code >= 500:
@@ -178,6 +178,20 @@ def _failure(response: httpx.Response) -> PermanentDeliveryError | TransientDeli
     return PermanentDeliveryError(
         f"fcm refused: {code}", code=code, disable_recipient=code in DEAD_TOKEN_CODES
     )
+
+
+def _lifetime(expires_in: object) -> float:
+    """The token's `expires_in` in seconds; a transient error when it is not a positive number."""
+    if expires_in is None:
+        return float(ASSERTION_LIFETIME_S)
+    try:
+        seconds = float(expires_in)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        seconds = math.nan
+    if not math.isfinite(seconds) or seconds <= 0:
+        log.warning("fcm_token_refused", channel="push", status=200, code="bad_expires_in")
+        raise TransientDeliveryError("token endpoint answered a non-numeric expires_in")
+    return seconds
 
 
 def _json(response: httpx.Response) -> dict[str, Any]:

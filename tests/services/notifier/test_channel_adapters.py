@@ -249,6 +249,16 @@ async def test_access_token_is_reused_until_a_minute_before_expiry(
     assert len(fcm.token_requests) == 3
 
 
+@pytest.mark.parametrize("expires_in", ["soon", [], {"s": 1}, -5, "nan"])
+async def test_a_token_answer_with_a_bad_expires_in_is_transient(
+    http: httpx.AsyncClient, fcm: FakeFcm, tmp_path: Path, expires_in: Any
+) -> None:
+    fcm.token_ttl_s = expires_in
+    with pytest.raises(TransientDeliveryError, match="expires_in"):
+        await push_sender(http, fcm, tmp_path).send(push_to("device-1"))
+    assert fcm.sends == []
+
+
 async def test_401_refreshes_the_token_once_and_delivers(
     http: httpx.AsyncClient, fcm: FakeFcm, tmp_path: Path
 ) -> None:
