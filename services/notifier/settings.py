@@ -58,7 +58,9 @@ class NotifierSettings(ServiceSettings):
         None, description="Verifies POST /v1/slack/interactions; unset: the endpoint answers 503."
     )
     slack_channel_rate_per_s: float = Field(1.0, gt=0, description="Messages/s per channel.")
-    slack_channel_burst: int = Field(3, ge=1, description="Messages a quiet channel may burst.")
+    slack_channel_burst: int = Field(
+        1, ge=1, description="Messages a quiet channel may send at once (1: strictly ≤ 1 msg/s)."
+    )
     slack_timeout_s: float = Field(5.0, gt=0)
     # Twilio (SMS, WhatsApp).
     twilio_account_sid: str | None = Field(None)

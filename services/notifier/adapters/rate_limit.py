@@ -1,7 +1,9 @@
-"""Per-Slack-channel pacing (a token bucket: ≤ 1 message/s, a small burst) and per-key locks.
+"""Per-Slack-channel pacing (a token bucket: ≤ 1 message/s, no burst by default) and per-key locks.
 
 Slack allows about one message per second per channel and answers 429 with Retry-After beyond it;
-a 429 pauses the whole channel for that long.
+a 429 pauses the whole channel for that long. The bucket is keyed by the recipient string of the
+delivery row; every row of one alert (post, reply, update) carries the configured channel as given
+in the routing file, so one channel named once there is one bucket.
 """
 
 from __future__ import annotations
@@ -51,7 +53,7 @@ class ChannelPacer:
     served) and waits out the reservation, so concurrent sends never exceed the rate."""
 
     def __init__(
-        self, *, rate: float, burst: int, clock: Callable[[], float] = time.monotonic
+        self, *, rate: float, burst: int = 1, clock: Callable[[], float] = time.monotonic
     ) -> None:
         self._rate = rate
         self._burst = burst

@@ -25,6 +25,7 @@ from services.notifier.domain import RetryPolicy, slack_alert_message
 from services.notifier.errors import PermanentDeliveryError, TransientDeliveryError
 from services.notifier.handlers import Notifier
 from services.notifier.ports import Channel, Delivery, Receipt
+from services.notifier.settings import NotifierSettings
 from shared.events import DeadLetter, Purpose
 from tests.services.notifier.harness import eventually, eventually_async
 from tests.services.notifier.support import (
@@ -319,3 +320,51 @@ async def test_a_batch_adopting_more_sends_than_slots_sends_them_all_within_the_
         await asyncio.gather(runner, return_exceptions=True)
     assert slack.most_active == 8  # the fixture's concurrency, never more
     assert len(slack.accepted) == 20
+
+
+class MonotonicClock:
+    """A monotonic clock the test moves."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def released_at(
+    pacer: ChannelPacer, clock: MonotonicClock, channels: list[str]
+) -> list[float]:
+    """When each send (in order) gets its token, the clock moved to each due time (no sleeping)."""
+    times: list[float] = []
+    for channel in channels:
+        while (wait := await pacer.token(channel, max_wait=0.0)) > 0:
+            clock.now += wait
+        times.append(round(clock.now, 6))
+    return times
+
+
+async def test_slack_default_pacing_releases_one_message_a_second_per_channel() -> None:
+    settings = NotifierSettings()
+    clock = MonotonicClock()
+    pacer = ChannelPacer(
+        rate=settings.slack_channel_rate_per_s, burst=settings.slack_channel_burst, clock=clock
+    )
+    assert await released_at(pacer, clock, ["#care-alerts"] * 5) == [0, 1, 2, 3, 4]
+    # a channel quiet for a minute still sends only one at once (no saved-up burst)
+    clock.now += 60
+    assert await released_at(pacer, clock, ["#care-alerts"] * 2) == [64, 65]
+
+
+async def test_two_slack_channels_do_not_share_a_bucket() -> None:
+    clock = MonotonicClock()
+    pacer = ChannelPacer(rate=1.0, clock=clock)
+    channels = ["#care-alerts", "#ops", "#care-alerts", "#ops"]
+    assert await released_at(pacer, clock, channels) == [0, 0, 1, 1]
+
+
+async def test_a_429_pauses_only_its_channel() -> None:
+    clock = MonotonicClock()
+    pacer = ChannelPacer(rate=1.0, clock=clock)
+    pacer.pause("#care-alerts", 5.0)
+    assert await released_at(pacer, clock, ["#ops", "#care-alerts", "#ops"]) == [0, 6, 6]
