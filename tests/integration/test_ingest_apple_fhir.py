@@ -217,3 +217,32 @@ async def test_a_non_final_observation_is_422_naming_its_status_path(ingest: Ing
     assert [d["field"] for d in error["details"]] == ["entry[0].resource.status"]
     assert "preliminary" in error["message"]
     assert await readings(ingest) == []
+
+
+@pytest.mark.parametrize(
+    ("body", "field", "problem"),
+    [
+        (
+            '[{"type":"HKQuantityTypeIdentifierHeartRate","unit":"count/min",'
+            '"startDate":"2024-05-01T09:00:00Z","value":1' + "0" * 400 + ',"uuid":"x1"}]',
+            "[0].value",
+            "out of range",
+        ),
+        (
+            '[{"type":"HKQuantityTypeIdentifierHeartRate","unit":"count/min",'
+            '"startDate":"2024-05-01T09:00:00Z","value":60,"uuid":"\\ud800"}]',
+            "[0].uuid",
+            "not valid Unicode",
+        ),
+    ],
+    ids=["huge-int", "lone-surrogate"],
+)
+async def test_apple_health_huge_number_or_lone_surrogate_is_422_naming_the_field(
+    ingest: Ingest, body: str, field: str, problem: str
+) -> None:
+    created = await ingest.connect({"vendor": "apple_health", "patient_id": "pt-apple-3"})
+    response = await post_apple(ingest, created["device_key"], body.encode())
+    assert response.status_code == 422, response.text
+    message = response.json()["error"]["message"]
+    assert field in message and problem in message
+    assert await readings(ingest) == []

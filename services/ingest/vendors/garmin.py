@@ -272,8 +272,16 @@ def _offsets(
             offset = int(key)
         except ValueError:
             raise PayloadError(entry(map_path, key), "key must be whole seconds") from None
-        if (type(value) is not int and type(value) is not float) or not math.isfinite(value):
-            raise PayloadError(entry(map_path, key), f"must be a finite number, got {value!r}")
+        if type(value) is not int and type(value) is not float:
+            raise PayloadError(
+                entry(map_path, key), f"must be a number, got {type(value).__name__}"
+            )
+        try:
+            finite = math.isfinite(value)
+        except OverflowError:  # an integer too large for a float
+            raise PayloadError(entry(map_path, key), "is out of range") from None
+        if not finite:
+            raise PayloadError(entry(map_path, key), "must be a finite number")
         if value <= 0:
             continue
         measured_at = from_epoch(start + offset, entry(map_path, key))

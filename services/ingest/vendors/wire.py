@@ -57,14 +57,27 @@ def as_str(value: object, path: str) -> str:
     """Return `value` as a non-empty string or raise."""
     if not isinstance(value, str) or not value:
         raise PayloadError(path, f"must be a non-empty string, got {_kind(value)}")
+    if not value.isascii():  # JSON may carry lone UTF-16 surrogates ("\\ud800"): not Unicode
+        check_unicode(value, path)
     return value
+
+
+def check_unicode(text: str, path: str) -> None:
+    """Raise PayloadError unless `text` encodes as UTF-8 (a lone surrogate does not)."""
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        raise PayloadError(path, "is not valid Unicode (lone UTF-16 surrogate)") from None
 
 
 def as_number(value: object, path: str) -> float:
     """Return `value` as a finite number (JSON booleans are not numbers) or raise."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise PayloadError(path, f"must be a number, got {_kind(value)}")
-    number = float(value)
+    try:
+        number = float(value)
+    except OverflowError:  # a JSON integer of hundreds of digits
+        raise PayloadError(path, "is out of range") from None
     if not math.isfinite(number):
         raise PayloadError(path, "must be a finite number")
     return number
