@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -102,6 +103,7 @@ class KafkaRuntime:
 
     async def start(self) -> None:
         """Start connecting; returns immediately."""
+        freeze_heap()
         self.spawn("kafka-connect", self._connect)
 
     async def _connect(self) -> None:
@@ -114,6 +116,7 @@ class KafkaRuntime:
         await self.publisher.start()
         for consumer in self._consumers:
             self.spawn(f"consume-{id(consumer)}", consumer.run)
+        freeze_heap()  # the clients' objects too
 
     async def stop(self) -> None:
         """Cancel consumers and background tasks (newest first), then close the producer."""
@@ -123,6 +126,7 @@ class KafkaRuntime:
                 await task
         self._tasks.clear()
         await self.publisher.stop()
+        gc.unfreeze()  # what the service built can be collected again (tests start many)
 
     def checks(self) -> dict[str, bool]:
         """Readiness of each Kafka client."""
@@ -132,6 +136,17 @@ class KafkaRuntime:
         for name, _, ready in self._components:
             result[name] = ready()
         return result
+
+
+def freeze_heap() -> None:
+    """Move every object alive now out of the garbage collector's sight (gc.freeze).
+
+    Modules, the app, the engine and the clients live as long as the process, yet each full
+    collection walked all of them: 270-460 ms pauses of the event loop under the bench load,
+    most of the end-to-end p99. Frozen, a full collection walks only what was made since.
+    """
+    gc.collect(1)  # the young garbage of startup, cheaply; older garbage stays until stop
+    gc.freeze()
 
 
 def _supervised(name: str, run: Callable[[], Awaitable[None]]) -> Callable[[], Awaitable[None]]:
