@@ -71,7 +71,8 @@ def field_path(loc: tuple[int | str, ...]) -> str:
     return out or "body"
 
 
-def _validation_response(exc: RequestValidationError) -> JSONResponse:
+def validation_response(exc: RequestValidationError) -> JSONResponse:
+    """The 400 (malformed JSON) or 422 (naming each field) answer to a validation error."""
     errors = exc.errors()
     if any(e.get("type") == "json_invalid" for e in errors):
         msg = next(e for e in errors if e.get("type") == "json_invalid").get("ctx", {}).get("error")
@@ -88,7 +89,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def on_validation(_: Request, exc: RequestValidationError) -> JSONResponse:
-        return _validation_response(exc)
+        return validation_response(exc)
 
     @app.exception_handler(ApiError)
     async def on_api_error(_: Request, exc: ApiError) -> JSONResponse:
@@ -108,25 +109,67 @@ def install_error_handlers(app: FastAPI) -> None:
         )
 
 
-class RequestContextMiddleware:
-    """Bind a request id, log one line per request with the route template, time it."""
+class RequestMetrics:
+    """The http_request_seconds histogram, with its label children cached (labels() locks)."""
 
-    def __init__(self, app: ASGIApp, *, registry: CollectorRegistry) -> None:
-        self.app = app
+    def __init__(self, registry: CollectorRegistry) -> None:
         self.latency = Histogram(
             "http_request_seconds",
             "HTTP request latency",
             ["method", "route", "status"],
             registry=registry,
         )
-        self._children: dict[tuple[str, str, int], Any] = {}  # labels() takes a lock per call
+        self._children: dict[tuple[str, str, int], Any] = {}
+
+    def completed(self, *, method: str, route: str, status: int, started: float) -> None:
+        """Time the request and log its one line (never for the ops endpoints' polling)."""
+        elapsed = time.perf_counter() - started
+        labels = (method, route, status)
+        child = self._children.get(labels)
+        if child is None:
+            child = self.latency.labels(method, route, str(status))
+            if len(self._children) < 1024:  # the method is the client's: bound it
+                self._children[labels] = child
+        child.observe(elapsed)
+        if route not in ("/healthz", "/readyz", "/metrics"):
+            log.info(
+                "http_request_completed",
+                method=method,
+                route=route,
+                status=status,
+                duration_ms=round(elapsed * 1000, 2),
+            )
+
+
+def request_id_of(headers: list[tuple[bytes, bytes]]) -> str:
+    """The caller's X-Request-ID when it is well-formed, else a fresh one."""
+    for name, value in reversed(headers):  # the last one, as dict(headers) would pick
+        if name == b"x-request-id":
+            incoming = value.decode(errors="replace")
+            return incoming if _REQUEST_ID.match(incoming) else uuid.uuid4().hex
+    return uuid.uuid4().hex
+
+
+class RequestContextMiddleware:
+    """Bind a request id, log one line per request with the route template, time it."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        registry: CollectorRegistry | None = None,
+        metrics: RequestMetrics | None = None,
+    ) -> None:
+        self.app = app
+        if metrics is None:
+            metrics = RequestMetrics(registry or CollectorRegistry())
+        self.metrics = metrics
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        incoming = dict(scope["headers"]).get(b"x-request-id", b"").decode(errors="replace")
-        request_id = incoming if _REQUEST_ID.match(incoming) else uuid.uuid4().hex
+        request_id = request_id_of(scope["headers"])
         status = 500
         started = time.perf_counter()
 
@@ -142,22 +185,9 @@ class RequestContextMiddleware:
                 await self.app(scope, receive, send_wrapper)
             finally:
                 route = getattr(scope.get("route"), "path", "unmatched")
-                elapsed = time.perf_counter() - started
-                labels = (scope["method"], route, status)
-                child = self._children.get(labels)
-                if child is None:
-                    child = self.latency.labels(labels[0], route, str(status))
-                    if len(self._children) < 1024:  # the method is the client's: bound it
-                        self._children[labels] = child
-                child.observe(elapsed)
-                if route not in ("/healthz", "/readyz", "/metrics"):
-                    log.info(
-                        "http_request_completed",
-                        method=scope["method"],
-                        route=route,
-                        status=status,
-                        duration_ms=round(elapsed * 1000, 2),
-                    )
+                self.metrics.completed(
+                    method=scope["method"], route=route, status=status, started=started
+                )
 
 
 class RefusalAuditMiddleware:
@@ -181,29 +211,32 @@ class RefusalAuditMiddleware:
             await send(message)
 
         await self.app(scope, receive, send_wrapper)
-        if 400 <= status < 500 and not scope.get("state", {}).get("refusal_audited"):
-            await self._record(scope, status)
+        await audit_refusal(scope, status, service=self.service)
 
-    async def _record(self, scope: Scope, status: int) -> None:
-        sink = getattr(scope["app"].state, "audit_sink", None) if "app" in scope else None
-        if sink is None:
-            return
-        route = str(getattr(scope.get("route"), "path", "unmatched"))
-        record = AuditRecorded(
-            event_id=uuid.uuid4().hex,
-            occurred_at=datetime.now(UTC),
-            service=self.service,
-            actor=AuditActor(type="anonymous", id="unauthenticated"),
-            action="request.refused",
-            outcome="denied",
-            reason=f"http_{status}",
-            request_id=structlog.contextvars.get_contextvars().get("request_id"),
-            details={"method": scope["method"], "route": route},
-        )
-        try:
-            await sink.record(record)
-        except Exception as err:
-            log.error("refusal_audit_failed", error=type(err).__name__, status=status)
+
+async def audit_refusal(scope: Scope, status: int, *, service: str) -> None:
+    """Record a 4xx answer on the audit sink unless the route already audited it."""
+    if not 400 <= status < 500 or scope.get("state", {}).get("refusal_audited"):
+        return
+    sink = getattr(scope["app"].state, "audit_sink", None) if "app" in scope else None
+    if sink is None:
+        return
+    route = str(getattr(scope.get("route"), "path", "unmatched"))
+    record = AuditRecorded(
+        event_id=uuid.uuid4().hex,
+        occurred_at=datetime.now(UTC),
+        service=service,
+        actor=AuditActor(type="anonymous", id="unauthenticated"),
+        action="request.refused",
+        outcome="denied",
+        reason=f"http_{status}",
+        request_id=structlog.contextvars.get_contextvars().get("request_id"),
+        details={"method": scope["method"], "route": route},
+    )
+    try:
+        await sink.record(record)
+    except Exception as err:
+        log.error("refusal_audit_failed", error=type(err).__name__, status=status)
 
 
 class BodySizeLimitMiddleware:
@@ -241,11 +274,14 @@ class BodySizeLimitMiddleware:
                 await self._reject(send)
 
     async def _reject(self, send: Send) -> None:
-        response = JSONResponse(
-            error_body("body_too_large", f"request body exceeds {self.max_bytes} bytes"),
-            status_code=413,
-        )
-        await response({"type": "http"}, _empty_receive, send)
+        await body_too_large(self.max_bytes)({"type": "http"}, _empty_receive, send)
+
+
+def body_too_large(max_bytes: int) -> JSONResponse:
+    """The 413 answer to a body over the cap."""
+    return JSONResponse(
+        error_body("body_too_large", f"request body exceeds {max_bytes} bytes"), status_code=413
+    )
 
 
 class _BodyTooLargeError(Exception):
@@ -312,9 +348,10 @@ def build_app(
         telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     install_error_handlers(app)
+    app.state.http_metrics = RequestMetrics(registry)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=max_body_bytes)
     app.add_middleware(RefusalAuditMiddleware, service=title.lower())
-    app.add_middleware(RequestContextMiddleware, registry=registry)
+    app.add_middleware(RequestContextMiddleware, metrics=app.state.http_metrics)
     return app
 
 

@@ -19,6 +19,7 @@ from services.ingest.adapters.token_cipher import cipher_from
 from services.ingest.api import build_router
 from services.ingest.connections import Vendor
 from services.ingest.connections_api import build_connections_router
+from services.ingest.fastpath import PATH, ReadingsFastPath
 from services.ingest.pulls import VendorPuller, token_exchanger
 from services.ingest.settings import IngestSettings
 from services.ingest.webhook_support import VendorPipeline
@@ -104,9 +105,17 @@ def create_app(settings: IngestSettings) -> FastAPI:
         metrics=app.state.metrics,
     )
     _wire_pulls(kit, settings, app.state.pipeline, SqlDeferredPullStore(db))
-    app.include_router(build_router())
+    readings = build_router()
+    app.include_router(readings)
     app.include_router(build_webhook_router())
     app.include_router(build_connections_router())
+    route = next(r for r in readings.routes if getattr(r, "path", None) == PATH)
+    app.add_middleware(  # outermost of ours: answers POST /v1/readings before the router
+        ReadingsFastPath,
+        route=route,
+        max_body_bytes=settings.ingest_max_body_bytes,
+        service=SERVICE,
+    )
     return app
 
 
