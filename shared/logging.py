@@ -98,15 +98,20 @@ def configure_logging(
         if fmt == "json"
         else structlog.dev.ConsoleRenderer(colors=False)
     )
+    handler = logging.StreamHandler(sys.stdout)
+    # Our own events skip the stdlib machinery (a LogRecord, a handler chain and a formatter that
+    # re-runs the processors cost ~80 us a line, a line per request): filtered by level in the
+    # bound logger, processed once and written as the same line to the same stream.
     structlog.configure(
         processors=[
-            structlog.stdlib.filter_by_level,  # drop below-level events before any work
             *shared_processors,
             structlog.processors.format_exc_info,
-            structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
+            _bind_service(service),
+            redactor,
+            renderer,
         ],
-        logger_factory=structlog.stdlib.LoggerFactory(),
-        wrapper_class=structlog.stdlib.BoundLogger,
+        logger_factory=lambda *args: _LineLogger(handler, str(args[0]) if args else ""),
+        wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
         cache_logger_on_first_use=True,
     )
     formatter = structlog.stdlib.ProcessorFormatter(
@@ -118,7 +123,6 @@ def configure_logging(
             renderer,
         ],
     )
-    handler = logging.StreamHandler(sys.stdout)
     handler.setFormatter(formatter)
     root = logging.getLogger()
     root.handlers[:] = [handler]
@@ -126,6 +130,26 @@ def configure_logging(
     # Access logs carry raw paths (which may hold patient ids); our middleware logs route templates.
     logging.getLogger("uvicorn.access").disabled = True
     logging.getLogger("aiokafka").setLevel(max(logging.WARNING, logging.getLevelName(level)))
+
+
+class _LineLogger:
+    """structlog's output: a rendered line on the stdlib handler's stream, under its lock."""
+
+    def __init__(self, handler: logging.StreamHandler[Any], name: str) -> None:
+        self._handler = handler
+        self.name = name  # add_logger_name reads it
+
+    def msg(self, line: str) -> None:
+        """Write one rendered line."""
+        handler = self._handler
+        handler.acquire()
+        try:
+            handler.stream.write(line + "\n")
+            handler.stream.flush()
+        finally:
+            handler.release()
+
+    debug = info = warning = warn = error = critical = exception = fatal = log = msg
 
 
 def _bind_service(service: str) -> Any:
