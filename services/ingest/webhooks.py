@@ -205,6 +205,8 @@ def _garmin(r: APIRouter) -> None:
             )
         except PayloadError as exc:
             raise payload_error("garmin", request, exc) from exc
+        if batch.ignored:  # summary types we do not carry (or do not know yet): say so
+            log.info("garmin_summaries_ignored", types=batch.ignored)
         await _garmin_notices(request, batch.notices)
         pulls = [
             _notification(
@@ -214,7 +216,8 @@ def _garmin(r: APIRouter) -> None:
         ]
         await queue_pulls(request, pulls)
         outcome = await publish_samples(request, vendor=Vendor.GARMIN, samples=batch.samples)
-        return JSONResponse({**outcome_body(outcome), "pulls_queued": len(pulls)}, status_code=200)
+        body = {**outcome_body(outcome), "pulls_queued": len(pulls), "ignored": batch.ignored}
+        return JSONResponse(body, status_code=200)
 
 
 async def _garmin_notices(request: Request, notices: list[garmin.GarminNotice]) -> None:

@@ -110,6 +110,29 @@ async def test_the_same_push_again_publishes_the_same_reading_ids(ingest: Ingest
     assert len(first) == len(PUBLISHED)
 
 
+async def test_a_per_type_push_publishes_every_summary_type_in_its_body(ingest: Ingest) -> None:
+    # An overlapping backfill can mix types: the pulseox records in a dailies push are not lost.
+    body = json.loads(dailies())
+    body["pulseox"] = [
+        {
+            "userId": USER,
+            "summaryId": "po-1",
+            "startTimeInSeconds": START,
+            "timeOffsetSpo2Values": {"60": 95},
+        }
+    ]
+    body["someFutureType"] = [{"userId": USER}]
+    response = await garmin_push(ingest, json.dumps(body).encode())
+    assert response.status_code == 200, response.text
+    outcome = response.json()
+    assert outcome["accepted"] == len(PUBLISHED) + 1
+    assert outcome["ignored"] == {"someFutureType": 1}
+    published = await readings(ingest)
+    spo2 = [(r.measured_at, r.value) for r in published if r.metric == "spo2"]
+    assert spo2 == [(datetime.fromtimestamp(START + 60, UTC), 95)]
+    assert sum(r.metric == "heart_rate" for r in published) == len(PUBLISHED)
+
+
 async def test_a_push_for_an_unknown_user_is_acknowledged_and_dead_lettered(
     ingest: Ingest,
 ) -> None:

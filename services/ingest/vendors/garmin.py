@@ -108,24 +108,25 @@ class GarminBatch:
 def map_push(
     summary_type: str, body: dict[str, Any], *, pull_origin: str = PULL_ORIGIN
 ) -> GarminBatch:
-    """Map the records of one summary type (e.g. the type a per-type webhook URL receives)."""
+    """Map a per-type webhook body: it must carry the URL's summary type, and every other type
+    in it is mapped too (overlapping backfills mix types); unknown types are counted in
+    `ignored`, never silently dropped."""
     canonical = _TYPE_ALIASES.get(summary_type, summary_type)
     if canonical not in _KNOWN:
         raise PayloadError(summary_type, "is not a Garmin summary type we know")
     doc = as_object(body, ROOT)
-    key = canonical if canonical in doc else summary_type
-    batch = GarminBatch()
-    _map_type(canonical, need(doc, key, ROOT), key, batch, pull_origin)
-    return batch
+    if canonical not in doc:
+        need(doc, summary_type, ROOT)  # PayloadError naming the type the URL promised
+    return map_push_body(doc, pull_origin=pull_origin)
 
 
-def map_push_body(body: Any) -> GarminBatch:
+def map_push_body(body: Any, *, pull_origin: str = PULL_ORIGIN) -> GarminBatch:
     """Map every summary type in a push body (one URL for all types; backfills may mix types)."""
     batch = GarminBatch()
     for key, records in as_object(body, ROOT).items():
         canonical = _TYPE_ALIASES.get(key, key)
         if canonical in _KNOWN:
-            _map_type(canonical, records, key, batch, PULL_ORIGIN)
+            _map_type(canonical, records, key, batch, pull_origin)
         else:  # a type Garmin added after this was written: count it, do not fail the push
             batch.ignored[key] = batch.ignored.get(key, 0) + len(as_list(records, key))
     return batch
