@@ -55,7 +55,7 @@ async def _authenticate(request: Request) -> Principal:
     validator: TokenValidator | None = getattr(request.app.state, "token_validator", None)
     if validator is None:
         raise AuthNotConfiguredError("authentication is not configured on this service")
-    if "access_token" in request.query_params:
+    if request.scope.get("query_string") and "access_token" in request.query_params:
         raise TokenInQueryError(
             "send the access token in the Authorization header, never in the URL",
             headers={"WWW-Authenticate": 'Bearer error="invalid_request"'},
