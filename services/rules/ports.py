@@ -22,6 +22,9 @@ class StateStore(Protocol):
     async def load(self, patient_id: str) -> PatientState | None:
         """Return the stored state, or None for a patient not seen yet."""
 
+    async def load_many(self, patient_ids: Iterable[str]) -> dict[str, PatientState]:
+        """Return the stored states of those patients who have one (one read for a batch)."""
+
     async def save_many(self, items: Iterable[tuple[str, int, PatientState]]) -> None:
         """Store (patient, partition, state) rows atomically."""
 
