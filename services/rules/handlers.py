@@ -50,11 +50,15 @@ async def on_readings(
         changed: dict[str, tuple[int, PatientState]] = {}
         events: list[AlertEvent] = []
         rejections: list[Rejection] = []
-        for reading, ctx in batch:
+        allowed = [
+            (reading, ctx)
+            for reading, ctx in batch
+            if engine.consent.allows(reading.patient_id, Purpose.MONITORING)
+        ]
+        stored = await engine.store.load_many({reading.patient_id for reading, _ in allowed})
+        for reading, ctx in allowed:
             patient = reading.patient_id
-            if not engine.consent.allows(patient, Purpose.MONITORING):
-                continue
-            state = changed[patient][1] if patient in changed else await engine.store.load(patient)
+            state = changed[patient][1] if patient in changed else stored.get(patient)
             try:
                 new_state, new_events = evaluate(
                     state, reading, rules=engine.rules, overrides=engine.thresholds.get(patient)

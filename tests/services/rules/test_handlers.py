@@ -101,6 +101,20 @@ async def test_a_sustained_episode_opens_once_and_state_survives_a_restart(db: o
     assert [e.kind for e in published(second)] == [AlertKind.OPENED]
 
 
+async def test_one_batch_after_a_restart_continues_stored_patients_and_starts_new_ones(
+    db: object,
+) -> None:
+    first = engine_on(db, "pt-1", "pt-2", "pt-3")
+    await on_readings([hr(150, 0), hr(150, 30), hr(150, 0, "pt-2")], engine=first)
+    second = engine_on(db, "pt-1", "pt-2", "pt-3")  # states are read for the whole batch at once
+    batch = [hr(150, 60), hr(150, 60, "pt-2"), hr(150, 0, "pt-3"), hr(150, 30, "pt-3")]
+    await on_readings(batch, engine=second)
+    assert [(e.patient_id, e.kind) for e in published(second)] == [("pt-1", AlertKind.OPENED)]
+    await on_readings([hr(150, 90, "pt-2"), hr(150, 60, "pt-3")], engine=second)
+    opened = sorted(e.patient_id for e in published(second) if e.kind is AlertKind.OPENED)
+    assert opened == ["pt-1", "pt-2", "pt-3"]
+
+
 async def test_a_failed_publish_saves_nothing_so_the_retry_emits_the_same_events(
     db: object,
 ) -> None:
