@@ -37,6 +37,12 @@ class NotifierSettings(ServiceSettings):
     notifier_max_attempts: int = Field(
         5, ge=1, le=50, description="Tries per channel before falling over to the next one."
     )
+    notifier_rate_limit_max_wait_s: float = Field(
+        3600.0,
+        gt=0,
+        description="A provider's rate limit (429 + Retry-After) uses up no attempt for this "
+        "long after the send was queued; later ones count toward NOTIFIER_MAX_ATTEMPTS.",
+    )
     notifier_send_concurrency: int = Field(
         128,
         ge=1,

@@ -36,6 +36,7 @@ REFRESH_MARGIN_S = 60.0
 # errorCode values meaning this registration token will never work for us again.
 DEAD_TOKEN_CODES = frozenset({"UNREGISTERED", "SENDER_ID_MISMATCH"})
 TRANSIENT_CODES = frozenset({"QUOTA_EXCEEDED", "UNAVAILABLE", "INTERNAL"})
+QUOTA_MIN_BACKOFF_S = 60.0  # firebase.google.com/docs/cloud-messaging/scale-fcm#errors
 
 
 @dataclass(frozen=True)
@@ -174,6 +175,9 @@ def _failure(response: httpx.Response) -> PermanentDeliveryError | TransientDeli
     log.warning("fcm_delivery_failed", channel="push", status=status, code=code)
     if code in TRANSIENT_CODES or status == 429 or status >= 500:
         retry_after = _seconds(response.headers.get("Retry-After"))
+        if code == "QUOTA_EXCEEDED" or status == 429:
+            # FCM: back off at least one minute after a quota error (a rate limit: no attempt used).
+            retry_after = max(QUOTA_MIN_BACKOFF_S, retry_after or 0.0)
         return TransientDeliveryError(f"fcm: {code}", retry_after_s=retry_after)
     return PermanentDeliveryError(
         f"fcm refused: {code}", code=code, disable_recipient=code in DEAD_TOKEN_CODES

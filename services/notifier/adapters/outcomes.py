@@ -27,6 +27,7 @@ from services.notifier.domain import (
     RetryAt,
     RetryPolicy,
     after_failure,
+    counts_as_attempt,
     idempotency_key,
 )
 from services.notifier.planning import ops_delivery
@@ -94,7 +95,13 @@ class Outcomes:
 
     async def failed(self, tx: Tx, row: DeliveryRow, failure: Failure) -> str:
         """Retry, fall over to the next channel, or give up; return which."""
-        attempt, kind = row.attempts + 1, "permanent" if failure.permanent else "transient"
+        kind = "permanent" if failure.permanent else "transient"
+        counted = failure.permanent or counts_as_attempt(
+            retry_after=_delay(failure.retry_after_s),
+            waited=None if row.created_at is None else tx.now - row.created_at,
+            policy=self.policy,
+        )
+        attempt = row.attempts + 1 if counted else row.attempts
         self.metrics.failed.labels(row.channel.value, kind).inc()
         if failure.disable_recipient:
             await disable_address(
@@ -106,7 +113,7 @@ class Outcomes:
                 at=tx.now,
             )
         await tx.alert(row.alert_id, lock=True)  # one fallback decision per alert at a time
-        decision = await self._decide(tx, row, failure, attempt)
+        decision = await self._decide(tx, row, failure, attempt, counted=counted)
         error = f"{kind}: {failure.code}"[:500]
         if isinstance(decision, RetryAt):
             self.metrics.retried.labels(row.channel.value).inc()
@@ -129,10 +136,9 @@ class Outcomes:
         return await self._dead(tx, row, decision, error)
 
     async def _decide(
-        self, tx: Tx, row: DeliveryRow, failure: Failure, attempt: int
+        self, tx: Tx, row: DeliveryRow, failure: Failure, attempt: int, *, counted: bool
     ) -> RetryAt | FailOver | GiveUp:
         """The domain's call: same channel later, the next channel, or nothing left."""
-        seconds = failure.retry_after_s
         return after_failure(
             _plan_of(row),
             channel=row.channel,
@@ -142,7 +148,8 @@ class Outcomes:
             policy=self.policy,
             rand=self.rand(),
             now=tx.now,
-            retry_after=None if seconds is None else timedelta(seconds=seconds),
+            retry_after=_delay(failure.retry_after_s),
+            counted=counted,
         )
 
     async def undelivered(self, tx: Tx, row: DeliveryRow, *, code: str) -> str:
@@ -226,6 +233,10 @@ class Outcomes:
             )
             await deliveries.queue(tx, [notice])
         return "dead"
+
+
+def _delay(seconds: float | None) -> timedelta | None:
+    return None if seconds is None else timedelta(seconds=seconds)
 
 
 def _plan_of(row: DeliveryRow) -> DeliveryPlan:

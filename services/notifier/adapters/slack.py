@@ -118,7 +118,8 @@ def _check(response: httpx.Response) -> dict[str, Any]:
     """Return Slack's ok=true answer, or raise the error class the failure belongs to."""
     status = response.status_code
     if status == 429:
-        retry_after = _seconds(response.headers.get("Retry-After"))
+        # Slack always sends Retry-After; without one wait a second (its rate is 1 msg/s).
+        retry_after = _seconds(response.headers.get("Retry-After")) or 1.0
         log.warning("slack_rate_limited", channel="slack", status=status, retry_after_s=retry_after)
         raise TransientDeliveryError("slack rate limited", retry_after_s=retry_after)
     if status >= 500:

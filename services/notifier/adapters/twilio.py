@@ -30,6 +30,7 @@ RECIPIENT_DEAD_CODES = frozenset({21610})  # 21610: recipient replied STOP (unsu
 # 21910 From/To channel mismatch, 63016 WhatsApp outside the 24 h session window.
 # Every 4xx but a rate limit is permanent: Twilio keeps 4xx for requests that will never succeed.
 RATE_LIMIT_CODES = frozenset({20429})
+RATE_LIMIT_DEFAULT_S = 1.0  # a 429 without Retry-After: wait a second at least
 WHATSAPP_PREFIX = "whatsapp:"
 
 
@@ -88,7 +89,8 @@ class TwilioMessageSender:
             "twilio_delivery_failed", channel=self.channel.value, status=status, code=code_text
         )
         if status == 429 or code in RATE_LIMIT_CODES:
-            retry_after = _seconds(response.headers.get("Retry-After"))
+            # Always a delay, so the retry is known as a rate limit (it uses up no attempt).
+            retry_after = _seconds(response.headers.get("Retry-After")) or RATE_LIMIT_DEFAULT_S
             return TransientDeliveryError("twilio rate limited", retry_after_s=retry_after)
         if status >= 500 or status < 400:
             return TransientDeliveryError(f"twilio answered HTTP {status} ({code_text})")

@@ -63,6 +63,8 @@ class RetryPolicy:
     base: timedelta = timedelta(seconds=2)
     cap: timedelta = timedelta(minutes=5)
     max_attempts: int = 5
+    # A provider that asks to wait (429 + Retry-After) uses up no attempt for this long.
+    rate_limit_max_wait: timedelta = timedelta(hours=1)
 
 
 @dataclass(frozen=True)
@@ -115,6 +117,21 @@ def backoff(
     return max(wait, retry_after) if retry_after is not None else wait
 
 
+def counts_as_attempt(
+    *, retry_after: timedelta | None, waited: timedelta | None, policy: RetryPolicy
+) -> bool:
+    """Return whether a transient failure uses up an attempt.
+
+    A provider that said when to come back (429 + Retry-After: Slack, Twilio 20429, FCM
+    QUOTA_EXCEEDED) is rate limiting, not failing: a storm of those must not exhaust the attempts
+    of a red alert's page. They are bounded by time instead: once the send has `waited` (since it
+    was queued) the policy's rate_limit_max_wait, they count again. Unknown `waited` counts.
+    """
+    if retry_after is None or waited is None:
+        return True
+    return waited >= policy.rate_limit_max_wait
+
+
 def after_failure(
     plan: DeliveryPlan,
     *,
@@ -126,11 +143,16 @@ def after_failure(
     rand: float,
     now: datetime,
     retry_after: timedelta | None = None,
+    counted: bool = True,
 ) -> RetryAt | FailOver | GiveUp:
-    """Decide what follows a failed send: retry (transient, attempts left), fail over, or give up."""
-    if not permanent and attempt < policy.max_attempts:
+    """Decide what follows a failed send: retry (transient, attempts left), fail over, or give up.
+
+    `attempt` counts the failures that used up an attempt; `counted=False` (a rate limit, see
+    counts_as_attempt) always retries, no sooner than the provider's Retry-After.
+    """
+    if not permanent and (not counted or attempt < policy.max_attempts):
         wait = backoff(
-            attempt, base=policy.base, cap=policy.cap, rand=rand, retry_after=retry_after
+            max(1, attempt), base=policy.base, cap=policy.cap, rand=rand, retry_after=retry_after
         )
         return RetryAt(at=now + wait)
     candidate = next_candidate(plan, {*failed_before, channel})

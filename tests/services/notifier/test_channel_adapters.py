@@ -114,6 +114,15 @@ async def test_twilio_429_is_transient_with_retry_after(
     assert len(twilio.messages) == 1
 
 
+async def test_twilio_429_without_retry_after_still_says_to_wait(
+    http: httpx.AsyncClient, twilio: FakeTwilio
+) -> None:
+    twilio.rate_limit_next, twilio.retry_after_s = 1, None
+    with pytest.raises(TransientDeliveryError) as caught:
+        await sms(http, twilio).send(text_to(NURSE))
+    assert caught.value.retry_after_s == 1.0  # known as a rate limit: it uses up no attempt
+
+
 async def test_twilio_5xx_and_no_answer_are_transient(
     http: httpx.AsyncClient, twilio: FakeTwilio
 ) -> None:
@@ -292,7 +301,13 @@ async def test_fcm_refusals_are_permanent(
 
 @pytest.mark.parametrize(
     ("knob", "retry_after", "expected"),
-    [("quota_exceeded_next", 60, 60.0), ("unavailable_next", None, None)],
+    [
+        ("quota_exceeded_next", 120, 120.0),
+        ("quota_exceeded_next", 5, 60.0),  # FCM: at least a minute after a quota error
+        ("quota_exceeded_next", None, 60.0),
+        ("unavailable_next", None, None),
+        ("unavailable_next", 7, 7.0),
+    ],
 )
 async def test_fcm_quota_and_outage_are_transient(
     http: httpx.AsyncClient,

@@ -79,7 +79,7 @@ def senders() -> dict[Channel, FakeSender]:
 
 
 @pytest.fixture
-def dispatcher(n: Notifier, senders: dict[Channel, FakeSender]) -> Dispatcher:
+def dispatcher(n: Notifier, clock: Clock, senders: dict[Channel, FakeSender]) -> Dispatcher:
     outcomes = Outcomes(
         policy=RetryPolicy(base=timedelta(seconds=1), cap=timedelta(seconds=8), max_attempts=3),
         ops_channel="#care-ops",
@@ -90,7 +90,7 @@ def dispatcher(n: Notifier, senders: dict[Channel, FakeSender]) -> Dispatcher:
         store=n.store,
         senders=senders,
         outcomes=outcomes,
-        pacer=ChannelPacer(rate=1000, burst=100),
+        pacer=ChannelPacer(rate=1000, burst=100, clock=lambda: clock.now.timestamp()),
         consent=n.consent,
         render=lambda a: slack_alert_message(a.snapshot, a.last_event, dashboard_url="http://d/"),
         concurrency=8,
@@ -238,6 +238,44 @@ async def test_transient_failures_use_up_attempts_then_fall_over(
     await dispatcher.drain_once()
     people = [(r.channel.value, r.status, r.attempts) for r in await rows(n)][1:]
     assert people == [("sms", "failed", 3), ("push", "sent", 1)]
+
+
+async def test_a_slack_rate_limit_storm_uses_up_no_attempt_until_an_hour_has_passed(
+    n: Notifier, clock: Clock, dispatcher: Dispatcher, senders: dict[Channel, FakeSender]
+) -> None:
+    tries: list[Delivery] = []
+
+    def rate_limited(d: Delivery) -> Exception:
+        tries.append(d)
+        return TransientDeliveryError("429", retry_after_s=30)
+
+    senders[Channel.SLACK].script = rate_limited
+    await feed(n, alert_event())
+    for _ in range(10):  # far more 429s than NOTIFIER_MAX_ATTEMPTS (3 here)
+        await dispatcher.drain_once()
+        post = (await rows(n))[0]
+        assert (post.status, post.attempts) == ("pending", 0)
+        assert post.next_attempt_at >= clock.now + timedelta(seconds=30)  # Retry-After honoured
+        clock.advance(30)
+    assert len(tries) == 10 and "dead_lettered" not in await timeline_kinds(n)
+    senders[Channel.SLACK].script = None
+    await dispatcher.drain_once()
+    assert (await rows(n))[0].status == "sent" and len(senders[Channel.SLACK].accepted) == 1
+
+
+async def test_a_rate_limit_lasting_past_the_deadline_counts_again(
+    n: Notifier, clock: Clock, dispatcher: Dispatcher, senders: dict[Channel, FakeSender]
+) -> None:
+    senders[Channel.SMS].script = lambda d: TransientDeliveryError("429", retry_after_s=60)
+    await feed(n, alert_event())
+    await dispatcher.drain_once()
+    assert (await rows(n))[1].attempts == 0
+    clock.advance(3600)  # RetryPolicy.rate_limit_max_wait (1 h) since the send was queued
+    for _ in range(3):
+        await dispatcher.drain_once()
+        clock.advance(60)
+    sms = (await rows(n))[1]
+    assert (sms.status, sms.attempts) == ("dead", 3)
 
 
 async def test_a_patient_message_is_dropped_when_consent_goes_before_it_is_sent(

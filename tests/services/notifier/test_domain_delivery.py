@@ -21,6 +21,7 @@ from services.notifier.domain import (
     Target,
     after_failure,
     backoff,
+    counts_as_attempt,
     idempotency_key,
     load_routing,
     next_candidate,
@@ -275,3 +276,37 @@ def test_a_retry_honours_the_providers_retry_after() -> None:
         retry_after=timedelta(seconds=90),
     )
     assert outcome == RetryAt(NOW + timedelta(seconds=90))
+
+
+@pytest.mark.parametrize(
+    ("retry_after", "waited", "counts"),
+    [
+        (None, timedelta(0), True),  # a plain transient failure always counts
+        (timedelta(seconds=5), timedelta(0), False),  # a rate limit does not
+        (timedelta(seconds=5), timedelta(minutes=59), False),
+        (timedelta(seconds=5), timedelta(hours=1), True),  # ... until it has lasted too long
+        (timedelta(seconds=5), None, True),
+    ],
+)
+def test_a_rate_limit_uses_up_no_attempt_for_an_hour(
+    retry_after: timedelta | None, waited: timedelta | None, counts: bool
+) -> None:
+    policy = RetryPolicy(max_attempts=3)
+    assert counts_as_attempt(retry_after=retry_after, waited=waited, policy=policy) is counts
+
+
+def test_an_uncounted_rate_limit_retries_even_with_no_attempts_left() -> None:
+    (plan,) = plans(step("patient"))
+    outcome = after_failure(
+        plan,
+        channel=Channel.WHATSAPP,
+        attempt=POLICY.max_attempts,
+        permanent=False,
+        failed_before=(),
+        policy=POLICY,
+        rand=0.0,
+        now=NOW,
+        retry_after=timedelta(seconds=60),
+        counted=False,
+    )
+    assert outcome == RetryAt(NOW + timedelta(seconds=60))
