@@ -152,6 +152,7 @@ def _dispatcher(
             base=timedelta(seconds=settings.notifier_retry_base_s),
             cap=timedelta(seconds=settings.notifier_retry_cap_s),
             max_attempts=settings.notifier_max_attempts,
+            rate_limit_max_wait=timedelta(seconds=settings.notifier_rate_limit_max_wait_s),
         ),
         ops_channel=settings.ops_channel,
         metrics=DeliveryMetrics(kit.registry),
