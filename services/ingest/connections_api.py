@@ -52,7 +52,7 @@ class ConnectionIn(BaseModel):
         None,
         ge=-720,
         le=840,
-        description="Fitbit: the user's UTC offset (intraday times are local).",
+        description="Fitbit (required): the user's UTC offset; Fitbit times are local.",
     )
 
     @model_validator(mode="after")
@@ -66,6 +66,10 @@ class ConnectionIn(BaseModel):
             raise ValueError(f"vendor_user_id is required for {self.vendor.value}")
         if self.vendor in PULL_VENDORS and self.tokens is None:
             raise ValueError(f"tokens are required for {self.vendor.value} (data is pulled)")
+        if self.vendor is Vendor.FITBIT and self.utc_offset_minutes is None:
+            # Fitbit intraday times are local wall-clock: without the offset they would be
+            # stamped as UTC, off by hours with no error.
+            raise ValueError("utc_offset_minutes is required for fitbit (its times are local)")
         return self
 
 

@@ -171,8 +171,13 @@ class VendorPuller:
             owner_type="user",
             subscription_id=event.detail.get("subscription_id", ""),
         )
+        if conn.utc_offset_minutes is None:  # a connection made before the API required it
+            raise UnprocessableEventError(
+                "fitbit_utc_offset_unknown",
+                "connection has no utc_offset_minutes: Fitbit's local times cannot be placed",
+            )
         tokens = await self._tokens(conn)
-        offset = timedelta(minutes=conn.utc_offset_minutes or 0)
+        offset = timedelta(minutes=conn.utc_offset_minutes)
         samples: list[VendorSample] = []
         for pull in fitbit.pulls_for(notice):
             # The unit system follows Accept-Language: without it Fitbit answers in the user's

@@ -106,7 +106,9 @@ async def test_apple_connection_issues_a_device_key_once_and_stores_only_its_has
     async with engine.connect() as c:
         row = (await c.execute(text("SELECT * FROM ingest_connections"))).mappings().one()
     await engine.dispose()
-    assert key.split("_")[-1] not in str(dict(row))
+    # The secret is urlsafe base64 and may itself hold "_": take all 43 characters after the id.
+    secret = key[len("hak_") + 16 + 1 :]
+    assert len(secret) == 43 and secret not in str(dict(row))
 
 
 @pytest.mark.parametrize(
@@ -114,6 +116,10 @@ async def test_apple_connection_issues_a_device_key_once_and_stores_only_its_has
     [
         ({"vendor": "fitbit", "patient_id": "p1"}, "vendor_user_id is required"),
         ({"vendor": "fitbit", "vendor_user_id": "u1", "patient_id": "p1"}, "tokens are required"),
+        (
+            {k: v for k, v in fitbit_body().items() if k != "utc_offset_minutes"},
+            "utc_offset_minutes is required for fitbit",
+        ),
         ({"vendor": "apple_health", "vendor_user_id": "u1", "patient_id": "p1"}, "device key"),
         ({"vendor": "polar", "vendor_user_id": "u1", "patient_id": "p1"}, "vendor"),
         ({"vendor": "garmin", "vendor_user_id": "u1", "patient_id": "bad id"}, "patient_id"),

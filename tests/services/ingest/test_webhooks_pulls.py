@@ -12,6 +12,7 @@ import httpx
 import pytest
 
 from services.ingest.adapters.deferred_pulls import SqlDeferredPullStore
+from services.ingest.adapters.fitbit_api import FitbitApiClient
 from services.ingest.adapters.garmin_api import GarminApiClient
 from services.ingest.app import MIGRATIONS
 from services.ingest.connections import Connection, ConnectionStatus, Vendor
@@ -153,6 +154,33 @@ async def test_a_queued_ping_whose_callback_is_no_longer_trusted_is_dead_lettere
     with pytest.raises(UnprocessableEventError) as raised:
         await puller.on_vendor_notification(event, ctx)
     assert raised.value.reason == "untrusted_callback_url"
+
+
+async def test_a_fitbit_pull_for_a_connection_without_a_utc_offset_is_dead_lettered(
+    http: httpx.AsyncClient, deferrals: SqlDeferredPullStore
+) -> None:
+    # Fitbit times are local: stamping them as UTC would shift every reading by hours, silently.
+    async def no_exchange(vendor_user: str, exchange: Any) -> Any:
+        raise AssertionError("no token may be used before the offset is known")
+
+    pipeline = VendorPipeline(
+        settings=None,
+        connections=OneGarminConnection(),  # utc_offset_minutes=None, as made before 422
+        publisher=None,
+        consent=None,
+        audit_sink=None,
+        metrics=None,
+    )
+    fitbit = FitbitApiClient(
+        http=http, client_id="c", client_secret="s", exchange_tokens=no_exchange
+    )
+    puller = VendorPuller(
+        pipeline=pipeline, fitbit=fitbit, google=None, garmin=None, deferrals=deferrals
+    )
+    ctx = MessageContext(topic="vendor-notifications.v1", partition=0, offset=0, key=b"GGNJL9")
+    with pytest.raises(UnprocessableEventError) as raised:
+        await puller.on_vendor_notification(fitbit_notice("2024-05-01"), ctx)
+    assert raised.value.reason == "fitbit_utc_offset_unknown"
 
 
 @pytest.mark.parametrize("database", ["postgresql"], indirect=True)
