@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import json
 import os
 import re
@@ -259,7 +260,11 @@ def run_e2e(stack: Stack, run_id: str, load: Load, headers: dict[str, str]) -> E
     patient_ids = [f"{prefix}{i}" for i in range(load.episodes)]
     cpu_before, started = cpu_seconds(stack), time.perf_counter()
     offset = time.time() - time.perf_counter()
-    posted = asyncio.run(post_all(url, patient_ids, load.concurrency, headers, load.rate))
+    gc.freeze()  # else a full collection of this process stalls posting and stamping mid-run
+    try:
+        posted = asyncio.run(post_all(url, patient_ids, load.concurrency, headers, load.rate))
+    finally:
+        gc.unfreeze()
     tracker = AlertTracker(re.compile(re.escape(prefix) + r"\d+(?!\d)"))
     expected = len(posted.accepted_at)
     all_arrived = slack.wait_for(lambda calls: tracker.scan(calls) >= expected, SLACK_WAIT_S)
