@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 import structlog
@@ -29,6 +29,8 @@ from services.notifier.domain import (
     after_failure,
     counts_as_attempt,
     idempotency_key,
+    on_oncall_post_lost,
+    step_level,
 )
 from services.notifier.planning import ops_delivery
 from services.notifier.ports import Channel, Receipt
@@ -222,6 +224,8 @@ class Outcomes:
             channel=row.channel.value,
             kind=row.recipient_kind,
         )
+        if row.recipient_kind == "oncall" and row.channel is Channel.SLACK:
+            await self._escalate_past_lost_post(tx, row)
         if row.recipient_kind != "ops":  # the ops channel failing is not reported to itself
             notice = ops_delivery(
                 alert_id=row.alert_id,
@@ -233,6 +237,25 @@ class Outcomes:
             )
             await deliveries.queue(tx, [notice])
         return "dead"
+
+    async def _escalate_past_lost_post(self, tx: Tx, row: DeliveryRow) -> None:
+        """Nobody saw the on-call post: the next level is due now (the scheduler sends it)."""
+        alert, level = await tx.alert(row.alert_id), step_level(row.event)
+        if alert is None or level is None:
+            return
+        forced = on_oncall_post_lost(alert.snapshot, level=level)
+        if forced is alert.snapshot:
+            return
+        await tx.note(
+            row.alert_id,
+            "escalated_slack_failed",
+            f"escalated to level {forced.forced_level}: the on-call Slack post failed",
+            channel=row.channel.value,
+        )
+        await tx.save_alert(replace(alert, snapshot=forced))
+        log.warning(
+            "alert_escalated_slack_failed", alert_id=row.alert_id, level=forced.forced_level
+        )
 
 
 def _delay(seconds: float | None) -> timedelta | None:

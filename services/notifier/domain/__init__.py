@@ -44,6 +44,7 @@ from services.notifier.domain.escalation import (
     on_ack,
     on_cancel,
     on_escalate,
+    on_oncall_post_lost,
     on_resolve,
     on_severity_raised,
     open_alert,
@@ -51,6 +52,7 @@ from services.notifier.domain.escalation import (
     policy_from_json,
     policy_to_json,
     record_steps,
+    step_level,
 )
 from services.notifier.domain.messages import (
     PATIENT_TEMPLATES,
@@ -139,6 +141,7 @@ __all__ = [
     "on_ack",
     "on_cancel",
     "on_escalate",
+    "on_oncall_post_lost",
     "on_resolve",
     "on_severity_raised",
     "open_alert",
@@ -155,6 +158,7 @@ __all__ = [
     "slack_alert_message",
     "slack_message",
     "status_text",
+    "step_level",
     "summary_text",
     "thread_reply_text",
 ]

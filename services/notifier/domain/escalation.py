@@ -7,6 +7,7 @@ transaction. Nothing sleeps in memory, so a restart loses nothing.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -20,6 +21,7 @@ from services.notifier.errors import NotifierError
 from shared.events import AlertEvent, Severity, UtcDatetime
 
 _RANK = {Severity.GREEN: 0, Severity.YELLOW: 1, Severity.RED: 2}
+_LEVEL_IN_EVENT = re.compile(r"\.level(\d+)(?:\.|$)")
 
 
 class EscalationError(NotifierError):
@@ -240,6 +242,26 @@ def on_escalate(alert: AlertSnapshot) -> AlertSnapshot:
     if not can_escalate(alert):
         raise EscalationError(f"alert {alert.alert_id} is already at its highest level")
     return alert.model_copy(update={"forced_level": alert.level_reached + 1})
+
+
+def on_oncall_post_lost(alert: AlertSnapshot, *, level: int) -> AlertSnapshot:
+    """The on-call channel's post of `level` was given up on (token revoked, Slack down past the
+    retries): nobody saw it, so make the next level due now, as the Escalate button would.
+
+    Unchanged when closed, acknowledged (someone is on it), already beyond `level`, already
+    forced, or at the highest level (the ops notice is all that is left).
+    """
+    if alert.closed or alert.acknowledged or not can_escalate(alert):
+        return alert
+    if alert.level_reached > level or alert.forced_level > alert.level_reached:
+        return alert
+    return on_escalate(alert)
+
+
+def step_level(event: str) -> int | None:
+    """The level number in a step's event name (`red.level1`, `red.level2.renotify.…`)."""
+    match = _LEVEL_IN_EVENT.search(event)
+    return int(match.group(1)) if match else None
 
 
 def patient_targeted(alert: AlertSnapshot) -> bool:

@@ -13,6 +13,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 from sqlalchemy import select
 
+from services.notifier.actions import Who, acknowledge
 from services.notifier.adapters import deliveries
 from services.notifier.adapters.contacts import is_disabled
 from services.notifier.adapters.dispatcher import Dispatcher
@@ -276,6 +277,47 @@ async def test_a_rate_limit_lasting_past_the_deadline_counts_again(
         clock.advance(60)
     sms = (await rows(n))[1]
     assert (sms.status, sms.attempts) == ("dead", 3)
+
+
+async def test_a_dead_oncall_slack_post_escalates_at_once(
+    n: Notifier, clock: Clock, dispatcher: Dispatcher, senders: dict[Channel, FakeSender]
+) -> None:
+    revoked = PermanentDeliveryError("slack refused: token_revoked", code="token_revoked")
+    senders[Channel.SLACK].script = lambda d: revoked
+    await feed(n, alert_event())
+    await dispatcher.drain_once()
+    assert summary(await rows(n))[0] == ("post", "slack", "oncall", "#care-alerts", "dead")
+    # level 2 (Ana, due at 2 s) is due now, not at 2 s: the scheduler sends it without waiting
+    assert (await alert_row(n)).values()["next_wake_at"] <= clock.now
+    assert await Scheduler(n, poll_s=1).tick() == 1
+    await dispatcher.drain_once()
+    assert [d.recipient for d in senders[Channel.SMS].accepted] == [
+        "+5511988887777",  # the patient's automatic response (level 1)
+        "+5511900000001",  # Ana, level 2, at t = 0
+    ]
+    kinds = await timeline_kinds(n)
+    assert kinds.index("dead_lettered") < kinds.index("escalated_slack_failed")
+    assert (
+        kinds[-1] == "delivered"
+        and "level_notified" in kinds[kinds.index("escalated_slack_failed") :]
+    )
+    assert (await alert_row(n)).snapshot.level_reached == 2
+
+
+async def test_a_dead_oncall_post_of_an_acknowledged_alert_does_not_escalate(
+    n: Notifier, clock: Clock, dispatcher: Dispatcher, senders: dict[Channel, FakeSender]
+) -> None:
+    failures = [TransientDeliveryError("503")] * 3
+    senders[Channel.SLACK].script = lambda d: failures.pop() if failures else None
+    await feed(n, alert_event())
+    await dispatcher.drain_once()
+    await acknowledge(n, "a-1", Who(id="ana", via="api"), tenant_id=None)
+    for _ in range(2):
+        clock.advance(10)
+        await dispatcher.drain_once()
+    assert (await rows(n))[0].status == "dead"  # the on-call post
+    assert "escalated_slack_failed" not in await timeline_kinds(n)
+    assert (await alert_row(n)).snapshot.forced_level == 0
 
 
 async def test_a_patient_message_is_dropped_when_consent_goes_before_it_is_sent(

@@ -20,6 +20,7 @@ from services.notifier.domain import (
     on_ack,
     on_cancel,
     on_escalate,
+    on_oncall_post_lost,
     on_resolve,
     on_severity_raised,
     open_alert,
@@ -27,6 +28,7 @@ from services.notifier.domain import (
     policy_from_json,
     policy_to_json,
     record_steps,
+    step_level,
 )
 from services.notifier.domain.routing import RoutingError
 from shared.events import AlertEvent, AlertKind, Severity
@@ -253,3 +255,39 @@ def test_a_corrupt_stored_policy_is_refused_naming_the_field() -> None:
 def test_the_whole_alert_state_round_trips_through_json() -> None:
     alert = on_ack(on_escalate(notified(1, last=30)), ANA, now=at(40))
     assert alert_from_json(alert.model_dump_json()) == alert
+
+
+@pytest.mark.parametrize(
+    ("alert", "post_level", "forced"),
+    [
+        (notified(1), 1, 2),  # nobody saw level 1 in Slack: level 2 is due now
+        (notified(2, last=60), 2, 3),  # a level-2 reminder post died: the manager now
+        (notified(2, last=60), 1, 0),  # a late death of level 1's post: level 2 already went
+        (notified(1, **ACKED), 1, 0),  # acknowledged: someone is on it
+        (notified(1, resolved_at=at(5)), 1, 0),
+        (notified(3, last=120), 3, 0),  # nothing above: only the ops notice is left
+        (notified(1, forced_level=2), 1, 2),  # already forced: unchanged
+        (opened(Severity.YELLOW, level_reached=1), 1, 0),  # yellow never escalates
+    ],
+)
+def test_a_lost_oncall_post_makes_the_next_level_due_now(
+    alert: AlertSnapshot, post_level: int, forced: int
+) -> None:
+    after = on_oncall_post_lost(alert, level=post_level)
+    assert after.forced_level == forced
+    if forced > alert.level_reached:
+        assert [s.level for s in due_steps(after, at(1))] == [forced]
+
+
+@pytest.mark.parametrize(
+    ("event", "level"),
+    [
+        ("red.level1", 1),
+        ("red.level12", 12),
+        ("red.level2.renotify.20261123T120030Z", 2),
+        ("red.resolved", None),
+        ("ops.a-1.red.level1x", None),
+    ],
+)
+def test_step_level_reads_the_level_of_a_step_event(event: str, level: int | None) -> None:
+    assert step_level(event) == level
