@@ -32,6 +32,7 @@ from services.ingest.vendors.common import PayloadError, VendorSample
 from services.ingest.webhook_support import VendorPipeline
 from shared.consumer import MessageContext
 from shared.events import VendorNotification
+from shared.ids import derive_id
 from shared.kafka import UnprocessableEventError
 
 log = structlog.get_logger(__name__)
@@ -194,7 +195,7 @@ class VendorPuller:
             raise UnprocessableEventError("vendor_not_configured", "GOOGLE_HEALTH_CLIENT_* unset")
         tokens = await self._tokens(conn)
         samples: list[VendorSample] = []
-        page: str | None = None
+        page: str | None = event.detail.get("page_token") or None
         for _ in range(MAX_PAGES):
             body, tokens = await self.google.list_data_points(
                 vendor_user=conn.vendor_user,
@@ -205,8 +206,16 @@ class VendorPuller:
             )
             samples += google_health.map_data_points(body, health_user_id=conn.vendor_user)
             page = _next_page(body)
-            if not page:
-                break
+            if page is None:
+                return samples
+        if page is None:  # MAX_PAGES < 1: nothing was pulled, nothing is left over
+            return samples
+        # More pages than one pull may take: the rest goes back on the topic as a notification
+        # of its own carrying the page token (through the deferred-pulls relay: durable, and
+        # before this pull's samples are published, so a crash in between loses nothing).
+        now = datetime.now(UTC)
+        await self.deferrals.defer(_continuation(event, page), not_before=now, now=now)
+        log.info("google_health_pages_continued", pages=MAX_PAGES)
         return samples
 
     async def _pull_garmin(self, event: VendorNotification) -> list[VendorSample]:
@@ -224,6 +233,17 @@ def interval_filter(data_type: str, start: str, end: str) -> str:
     `heart_rate.sample_time.physical_time >= "..."` example, see google_health_api.py)."""
     field = f"{data_type.replace('-', '_')}.sample_time.physical_time"
     return f'{field} >= "{start}" AND {field} < "{end}"'
+
+
+def _continuation(event: VendorNotification, page_token: str) -> VendorNotification:
+    """The same notification, resumed at `page_token` (a deterministic id of its own)."""
+    detail = {**event.detail, "page_token": page_token}
+    return event.model_copy(
+        update={
+            "notification_id": derive_id(event.notification_id, "page", page_token),
+            "detail": detail,
+        }
+    )
 
 
 def _next_page(body: Any) -> str | None:

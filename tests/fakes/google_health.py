@@ -4,7 +4,7 @@ Token endpoint as Google's (https://oauth2.googleapis.com/token): client credent
 body (or HTTP Basic); 401 invalid_client otherwise; a refresh answers a new access token and no
 refresh token (Google's refresh tokens are reusable) until the grant is revoked (400
 invalid_grant). Data points: `GET /v4/users/{user}/dataTypes/{dataType}/dataPoints` with
-`pageSize` (default 1440, max 10000), `pageToken` and a sample-time `filter`, answering
+`pageSize` (default 1440, or `page_size` for tests; max 10000), `pageToken` and a sample-time `filter`, answering
 `{"dataPoints": [...], "nextPageToken": ...}` (Google's v4 REST reference; not in
 vendor-formats.md). Errors are `{"error": {"code", "message", "status"}}`; an expired or unknown
 access token gets 401 UNAUTHENTICATED with `WWW-Authenticate: Bearer ... error="invalid_token"`
@@ -99,6 +99,7 @@ class FakeGoogleHealth:
     access_token_ttl_s: int = 3599
     rate_limit_next: int = 0
     retry_after_s: int | None = None  # None: 429 without Retry-After (unconfirmed either way)
+    page_size: int = 1440  # the page size when the request names none
     requests: list[GoogleRequest] = field(default_factory=list)
     port: int = 0
     _key: ec.EllipticCurvePrivateKey = field(
@@ -298,7 +299,7 @@ class FakeGoogleHealth:
         kept = self._filtered(points, data_type, request.query_params.get("filter", ""))
         if kept is None:
             return _error(400, "INVALID_ARGUMENT", "Invalid filter.")
-        return self._page(kept, request)
+        return self._page(kept, request, self.page_size)
 
     @staticmethod
     def _filtered(
@@ -324,13 +325,13 @@ class FakeGoogleHealth:
         return [p for _, p in sorted(kept, key=lambda pair: pair[0])]
 
     @staticmethod
-    def _page(points: list[dict[str, Any]], request: Request) -> Response:
+    def _page(points: list[dict[str, Any]], request: Request, default_size: int) -> Response:
         try:
             size = int(request.query_params.get("pageSize") or "0")
             offset = int(request.query_params.get("pageToken") or "0")
         except ValueError:
             return _error(400, "INVALID_ARGUMENT", "Invalid pageSize or pageToken.")
-        size = min(size, 10000) if size > 0 else 1440
+        size = min(size, 10000) if size > 0 else default_size
         body: dict[str, Any] = {"dataPoints": points[offset : offset + size]}
         if offset + size < len(points):
             body["nextPageToken"] = str(offset + size)

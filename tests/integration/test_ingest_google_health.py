@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from services.ingest.pulls import MAX_PAGES
 from shared.topics import VENDOR_NOTIFICATIONS
 from tests.fakes.google_health import (
     SIGNATURE_HEADER,
@@ -169,3 +170,30 @@ async def test_an_expired_access_token_is_refreshed_and_the_refresh_token_kept(
     assert [r.status for r in refreshes] == [200, 200]
     assert refreshes[0].form["refresh_token"] == refreshes[1].form["refresh_token"]
     assert (await ingest.connection(USER))["status"] == "active"
+
+
+async def test_an_interval_of_more_pages_than_one_pull_takes_is_pulled_to_the_end(
+    ingest: Ingest, google: FakeGoogleHealth
+) -> None:
+    # One point a page: the first pull stops at MAX_PAGES and requeues the rest with its token.
+    await connect(ingest, google)
+    google.page_size = 1
+    total = MAX_PAGES + 5
+    google.add_points(
+        USER,
+        "heart-rate",
+        [
+            heart_rate_point(
+                USER, f"hr-{n}", bpm=60 + n, at=f"2024-05-01T10:{n // 2:02d}:{n % 2 * 30:02d}Z"
+            )
+            for n in range(total)
+        ],
+    )
+    body = google.notification(USER, "heart-rate", start=START, end=END)
+    response = await ingest.post(WEBHOOK, content=body, headers=google.webhook_headers(body))
+    assert response.status_code == 204, response.text
+    published = await readings(ingest, count=total)
+    assert sorted(r.value for r in published) == [60 + n for n in range(total)]
+    listed = [r for r in google.requests if r.path.endswith("/dataPoints")]
+    assert [r.query.get("pageToken") for r in listed] == [None, *map(str, range(1, total))]
+    assert await dead_letters(ingest) == []
