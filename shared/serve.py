@@ -22,6 +22,10 @@ def serve(*, service: str, settings: ServiceSettings, port: int, app: FastAPI) -
         app,
         host=settings.bind_host,
         port=port,
+        # Named rather than "auto": a missing extra fails loudly instead of silently serving on
+        # asyncio's own loop and the pure-Python h11 parser.
+        loop="uvloop",
+        http="httptools",
         log_config=None,
         access_log=False,
         timeout_graceful_shutdown=10,
