@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cached_property
 from typing import Any
 
 from services.notifier.domain import AlertSnapshot, next_wake
@@ -42,6 +43,11 @@ class AlertRow:
 
     def summary(self) -> dict[str, Any]:
         """The AlertSummary the API and the dashboard show."""
+        return dict(self._summary)
+
+    @cached_property
+    def _summary(self) -> dict[str, Any]:
+        # Built once per row (the row is frozen): saving it and the live feed both need it.
         s, fields = self.snapshot, dict(event_fields(self.last_event))
         return {
             "alert_id": s.alert_id,
@@ -60,7 +66,7 @@ class AlertRow:
 
     def values(self) -> dict[str, Any]:
         """Column values of the row (all but slack_ref, which only the dispatcher sets)."""
-        summary, s = self.summary(), self.snapshot
+        summary, s = self._summary, self.snapshot
         return {
             "alert_id": s.alert_id,
             "patient_id": s.patient_id,
