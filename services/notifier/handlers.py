@@ -205,7 +205,10 @@ async def _plan(
         tx.contacts[alert.patient_id] = await get_contact(tx.conn, alert.patient_id)
     stored = tx.contacts.get(alert.patient_id) if wants_patient else None
     contact = stored.prefs if stored is not None else None
-    disabled = await disabled_among(tx.conn, _addresses(n.routing, step, contact))
+    pairs = tuple(_addresses(n.routing, step, contact))
+    if pairs not in tx.disabled:  # agents' addresses: read once per poll batch, not per alert
+        tx.disabled[pairs] = await disabled_among(tx.conn, pairs)
+    disabled = tx.disabled[pairs]
     planned = plan_step(
         alert,
         step,

@@ -61,6 +61,8 @@ class Tx:
         self._queued: list[dict[str, Any]] = []
         self._notes: list[dict[str, Any]] = []
         self.contacts: dict[str, Any] = {}  # patient id -> StoredContact | None, read once
+        # (channel, address) pairs -> which of them are disabled, read once per transaction
+        self.disabled: dict[tuple[Any, ...], Any] = {}
         # (claim token, claimed until): deliveries due at once are written already claimed for
         # this instance's dispatcher, which is handed the token after the commit.
         self.adopt: tuple[str, datetime] | None = None
