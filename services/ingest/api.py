@@ -66,6 +66,10 @@ def parse_readings(raw: bytes) -> ReadingsIn:
         raise RequestValidationError(
             [{"type": "missing", "loc": ("body",), "msg": "Field required", "input": None}]
         )
+    try:  # one step for a valid body; anything refused is re-parsed below for the same errors
+        return ReadingsIn.model_validate_json(raw)
+    except ValidationError:
+        pass
     try:
         decoded = json.loads(raw)
     except (ValueError, RecursionError) as exc:  # JSONDecodeError, UnicodeDecodeError
