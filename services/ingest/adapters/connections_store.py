@@ -15,6 +15,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.ingest.adapters.tables import connections as t
+from services.ingest.adapters.tables import deferred_pulls as deferred
 from services.ingest.adapters.token_cipher import TokenCipher
 from services.ingest.connections import (
     Connection,
@@ -172,8 +173,21 @@ class SqlConnectionStore:
         return bool(result.rowcount)
 
     async def delete_patient(self, patient_id: str) -> int:
-        """Erasure: delete every link (and tokens) of a patient; return how many."""
+        """Erasure: delete every link (and tokens) of a patient, and the pulls still deferred
+        for those vendor accounts (they name the account, and a Garmin one its callback token),
+        in one transaction; return how many links."""
         async with self._engine.begin() as conn:
+            accounts = (
+                await conn.execute(
+                    select(t.c.vendor, t.c.vendor_user).where(t.c.patient_id == patient_id)
+                )
+            ).all()
+            for vendor, vendor_user in accounts:
+                await conn.execute(
+                    delete(deferred).where(
+                        deferred.c.vendor == vendor, deferred.c.vendor_user == vendor_user
+                    )
+                )
             result = await conn.execute(delete(t).where(t.c.patient_id == patient_id))
         return int(result.rowcount or 0)
 

@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
+from services.ingest.adapters.connections_store import NewConnection, SqlConnectionStore
 from services.ingest.adapters.deferred_pulls import SqlDeferredPullStore
 from services.ingest.adapters.fitbit_api import FitbitApiClient
 from services.ingest.adapters.garmin_api import GarminApiClient
@@ -120,6 +121,35 @@ async def test_a_pull_rate_limited_again_while_being_requeued_stays_deferred(
     assert [d.notification for d in await deferrals.due(now=later)] == [notice]
     assert await deferrals.requeue_due(now=later, limit=10, publish=publish) == 1
     assert await deferrals.due(now=later) == []
+
+
+async def test_erasing_a_patient_deletes_the_pulls_deferred_for_their_accounts(
+    tmp_path: Path,
+) -> None:
+    db = make_engine(f"sqlite:///{tmp_path}/erase.db")
+    await migrate(db, MIGRATIONS)
+    connections, deferrals = SqlConnectionStore(db, None), SqlDeferredPullStore(db)
+    try:
+        for patient, user in (("pt-erased", "g-erased"), ("pt-kept", "g-kept")):
+            new = NewConnection(Vendor.GARMIN, user, patient, "tenant-a", "admin")
+            await connections.create(new, now=NOW)
+        for n, user in enumerate(("g-erased", "g-erased", "g-kept")):
+            notice = VendorNotification(
+                notification_id=f"n-{n}",
+                vendor="garmin",
+                vendor_user=user,
+                kind="dailies",
+                detail={"callback_url": f"https://apis.garmin.com/x?token=T{n}"},
+                received_at=NOW,
+            )
+            await deferrals.defer(notice, not_before=NOW + timedelta(minutes=5), now=NOW)
+        assert await connections.delete_patient("pt-erased") == 1
+        later = NOW + timedelta(minutes=6)
+        assert [d.notification.vendor_user for d in await deferrals.due(now=later)] == ["g-kept"]
+        assert await deferrals.deferred_until("garmin", "g-erased", now=NOW) is None
+        assert [c.vendor_user for c in await connections.list_for_patient("pt-kept")] == ["g-kept"]
+    finally:
+        await db.dispose()
 
 
 async def test_a_queued_ping_whose_callback_is_no_longer_trusted_is_dead_lettered(
