@@ -67,7 +67,7 @@ def create_app(settings: IngestSettings) -> FastAPI:
 
     async def erase(patient_id: str) -> str:
         removed = await store.delete_patient(patient_id)
-        return f"{removed} vendor connection(s) and their tokens deleted"
+        return f"{removed} vendor connection(s), their tokens and deferred pulls deleted"
 
     async def export(patient_id: str) -> dict[str, object]:
         found = await store.list_for_patient(patient_id)
