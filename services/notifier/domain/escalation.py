@@ -37,7 +37,7 @@ class Transition(StrEnum):
 
     ESCALATED = "escalated"  # a further level was notified
     SEVERITY_RAISED = "severity_raised"  # yellow -> red: escalation restarted under red's policy
-    REMINDED = "reminded"  # ack timeout passed: the current level was notified again
+    REMINDED = "reminded"  # ack timeout passed (unacked, or acked and not resolved: re-triggered)
     ACKNOWLEDGED = "acknowledged"
     RESOLVED = "resolved"
     CANCELLED = "cancelled"  # consent revoked
@@ -71,6 +71,9 @@ class AlertSnapshot(Strict):
     last_notified_at: dict[int, UtcDatetime] = Field(default_factory=dict)
     acknowledged_by: Actor | None = None
     acknowledged_at: UtcDatetime | None = None
+    retriggered_at: UtcDatetime | None = Field(
+        None, description="When an ack last timed out (not resolved within ack_timeout)."
+    )
     resolved_by: Actor | None = None
     resolved_at: UtcDatetime | None = None
     cancelled_at: UtcDatetime | None = None
@@ -99,6 +102,7 @@ class Step:
     targets: tuple[Target, ...]
     due_at: datetime
     renotify: bool = False
+    retrigger: bool = False  # the ack timed out: the ack is cleared, the level notified again
 
     @property
     def event(self) -> str:
@@ -107,6 +111,8 @@ class Step:
         The severity is part of it: once a yellow alert turns red, red's level 1 is a new send.
         """
         name = f"{self.severity.value}.level{self.level}"
+        if self.retrigger:
+            return f"{name}.retrigger.{self.due_at:%Y%m%dT%H%M%SZ}"
         return f"{name}.renotify.{self.due_at:%Y%m%dT%H%M%SZ}" if self.renotify else name
 
 
@@ -150,7 +156,12 @@ def on_severity_raised(
 
 
 def due_steps(alert: AlertSnapshot, now: datetime) -> list[Step]:
-    """Return the levels due and not yet notified, or else a due re-notification."""
+    """Return the levels due and not yet notified, or else a due re-trigger or re-notification.
+
+    Unacknowledged, the current level is reminded every ack_timeout; acknowledged and not resolved
+    within ack_timeout of the ack, the alert re-triggers (PagerDuty's acknowledgement_timeout):
+    the current level is notified again and `record_steps` clears the ack.
+    """
     if alert.closed:
         return []
     levels = alert.policy.levels
@@ -165,6 +176,9 @@ def due_steps(alert: AlertSnapshot, now: datetime) -> list[Step]:
             break
     if steps:
         return steps
+    retrigger_at = _retrigger_at(alert)
+    if retrigger_at is not None and retrigger_at <= now:
+        return [_step(alert, alert.level_reached, due_at=retrigger_at, retrigger=True)]
     renotify_at = _renotify_at(alert)
     if renotify_at is not None and renotify_at <= now:
         return [_step(alert, alert.level_reached, due_at=renotify_at, renotify=True)]
@@ -172,14 +186,17 @@ def due_steps(alert: AlertSnapshot, now: datetime) -> list[Step]:
 
 
 def record_steps(alert: AlertSnapshot, steps: list[Step], *, now: datetime) -> AlertSnapshot:
-    """Return the alert with the steps marked as notified at now."""
+    """Return the alert with the steps marked as notified at now (a re-trigger clears the ack)."""
     if not steps:
         return alert
     notified = dict(alert.last_notified_at)
     for step in steps:
         notified[step.level] = now
     reached = max(alert.level_reached, *(step.level for step in steps))
-    return alert.model_copy(update={"level_reached": reached, "last_notified_at": notified})
+    update: dict[str, object] = {"level_reached": reached, "last_notified_at": notified}
+    if any(step.retrigger for step in steps):
+        update |= {"acknowledged_by": None, "acknowledged_at": None, "retriggered_at": now}
+    return alert.model_copy(update=update)
 
 
 def next_wake(alert: AlertSnapshot) -> datetime | None:
@@ -190,7 +207,7 @@ def next_wake(alert: AlertSnapshot) -> datetime | None:
     if alert.forced_level > alert.level_reached:
         return alert.opened_at
     if alert.acknowledged:
-        return None
+        return _retrigger_at(alert)
     wakes = [] if alert.level_reached >= len(levels) else [_level_due_at(alert)]
     renotify_at = _renotify_at(alert)
     if renotify_at is not None:
@@ -288,7 +305,15 @@ def alert_from_json(text: str | bytes) -> AlertSnapshot:
     return AlertSnapshot.model_validate_json(text)
 
 
-def _step(alert: AlertSnapshot, number: int, *, due_at: datetime, renotify: bool = False) -> Step:
+def _step(
+    alert: AlertSnapshot,
+    number: int,
+    *,
+    due_at: datetime,
+    renotify: bool = False,
+    retrigger: bool = False,
+) -> Step:
+    renotify = renotify or retrigger
     return Step(
         alert_id=alert.alert_id,
         patient_id=alert.patient_id,
@@ -301,6 +326,7 @@ def _step(alert: AlertSnapshot, number: int, *, due_at: datetime, renotify: bool
         else alert.policy.levels[number - 1].notify,
         due_at=due_at,
         renotify=renotify,
+        retrigger=retrigger,
     )
 
 
@@ -312,6 +338,13 @@ def _renotifiable(alert: AlertSnapshot, number: int) -> tuple[Target, ...]:
     # The patient's automatic response is sent once per alert, never repeated as a reminder.
     level = alert.policy.levels[number - 1]
     return tuple(t for t in level.notify if t.kind is not TargetKind.PATIENT)
+
+
+def _retrigger_at(alert: AlertSnapshot) -> datetime | None:
+    timeout = alert.policy.ack_timeout
+    if alert.acknowledged_at is None or timeout is None or alert.level_reached == 0:
+        return None
+    return alert.acknowledged_at + timeout
 
 
 def _renotify_at(alert: AlertSnapshot) -> datetime | None:

@@ -69,6 +69,11 @@ def status_text(alert: AlertSnapshot) -> str:
     if alert.acknowledged_by is not None and alert.acknowledged_at is not None:
         who = person(alert.acknowledged_by)
         return f"Acknowledged by {who} {slack_time(alert.acknowledged_at)}"
+    if alert.retriggered_at is not None:
+        return (
+            f"Open again {slack_time(alert.retriggered_at)}: acknowledged but not resolved in "
+            f"time (level {max(alert.level_reached, 1)} of {levels})"
+        )
     if alert.level_reached > 1:
         return f"Escalated to level {alert.level_reached} of {levels}"
     return f"Open, not acknowledged (level {max(alert.level_reached, 1)} of {levels})"
@@ -92,6 +97,12 @@ def actions_block(alert: AlertSnapshot) -> dict[str, Any]:
     return {"type": "actions", "block_id": f"alert:{alert.alert_id}", "elements": buttons}
 
 
+def retriggered(alert: AlertSnapshot) -> bool:
+    """Whether the current level's last notification was an ack timing out (a re-trigger)."""
+    last = alert.last_notified_at.get(alert.level_reached)
+    return alert.retriggered_at is not None and alert.retriggered_at == last
+
+
 def thread_reply_text(transition: Transition, alert: AlertSnapshot) -> str:
     """Return the thread reply posted under the alert message when it changes."""
     levels = len(alert.policy.levels)
@@ -105,6 +116,11 @@ def thread_reply_text(transition: Transition, alert: AlertSnapshot) -> str:
         severity = alert.severity.value.upper()
         return (
             f":arrow_double_up: Severity raised to {severity}; its escalation policy restarts now."
+        )
+    if transition is Transition.REMINDED and retriggered(alert):
+        return (
+            f"<!here> :rotating_light: Acknowledged but not resolved in time: open again "
+            f"(level {level} of {levels})."
         )
     if transition is Transition.REMINDED:
         return f"<!here> :bell: Still not acknowledged (level {level} of {levels})."

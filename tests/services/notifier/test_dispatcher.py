@@ -320,6 +320,34 @@ async def test_a_dead_oncall_post_of_an_acknowledged_alert_does_not_escalate(
     assert (await alert_row(n)).snapshot.forced_level == 0
 
 
+async def test_an_ack_not_resolved_within_ack_timeout_retriggers_and_updates_slack(
+    n: Notifier, clock: Clock, dispatcher: Dispatcher, senders: dict[Channel, FakeSender]
+) -> None:
+    scheduler = Scheduler(n, poll_s=1)
+    await feed(n, alert_event())
+    await dispatcher.drain_once()
+    await acknowledge(n, "a-1", Who(id="ana", via="api"), tenant_id=None)
+    await dispatcher.drain_once()
+    slack = senders[Channel.SLACK].accepted
+    assert len(slack) == 3  # the post, its "acknowledged" update and thread reply
+    clock.advance(29)
+    assert await scheduler.tick() == 0  # still within ack_timeout (30 s) of the ack
+    clock.advance(1)
+    assert await scheduler.tick() == 1  # the timer is the alert's next_wake_at in the database
+    await dispatcher.drain_once()
+    clock.advance(1)
+    await dispatcher.drain_once()
+    row = await alert_row(n)
+    assert row.summary()["status"] == "open" and row.snapshot.acknowledged_by is None
+    update, reply = slack[3:]
+    assert update.update_ref == "C0CAREALERT:1.000" and "Open again" in update.text
+    # level 1 (the on-call channel) notified again: an @here reply under the alert
+    assert reply.thread_ref == "C0CAREALERT:1.000"
+    assert reply.text.startswith("<!here>") and "not resolved in time" in reply.text
+    assert len(senders[Channel.SMS].accepted) == 1  # the patient's response is not repeated
+    assert (await timeline_kinds(n))[-3:].count("level_reminder") == 1
+
+
 async def test_a_patient_message_is_dropped_when_consent_goes_before_it_is_sent(
     n: Notifier, dispatcher: Dispatcher, senders: dict[Channel, FakeSender]
 ) -> None:

@@ -103,7 +103,10 @@ ACKED: dict[str, Any] = {"acknowledged_at": at(10)}
         (notified(1, last=30), 60, [(2, False)]),  # a new level beats a reminder
         (notified(2, last=60), 89, []),
         (notified(3, last=120), 150, [(3, True)]),  # the top level keeps reminding
-        (notified(1, **ACKED), 10_000, []),  # ack stops the climb and the reminders
+        (notified(1, **ACKED), 39, []),  # ack stops the climb and the reminders ...
+        (notified(1, **ACKED), 40, [(1, True)]),  # ... until unresolved ack_timeout after the ack
+        (notified(2, last=60, **ACKED), 40, [(2, True)]),  # the current level, not level 1
+        (notified(1, **ACKED, policy=RED.model_copy(update={"ack_timeout": None})), 10_000, []),
         (notified(1, resolved_at=at(5)), 10_000, []),
         (notified(1, cancelled_at=at(5)), 10_000, []),
         (notified(1, forced_level=2), 5, [(2, False)]),  # Escalate button: next level now
@@ -123,7 +126,8 @@ def test_due_steps(alert: AlertSnapshot, now: float, expected: list[tuple[int, b
         (notified(1, last=40), 60),  # level 2 before the next reminder
         (notified(3, last=120), 150),
         (notified(1, forced_level=2, **ACKED), 0),  # a pending Escalate: at once
-        (notified(1, **ACKED), None),
+        (notified(1, **ACKED), 40),  # the ack times out 30 s after it was given
+        (notified(1, **ACKED, policy=RED.model_copy(update={"ack_timeout": None})), None),
         (notified(1, resolved_at=at(5)), None),
         (notified(1, cancelled_at=at(5)), None),
         (opened(Severity.YELLOW, level_reached=1), None),
@@ -166,7 +170,8 @@ def test_each_reminder_has_its_own_event_name_and_a_retry_repeats_it() -> None:
 
 def test_ack_stops_the_climb_and_keeps_who_acked_first() -> None:
     alert = on_ack(notified(1), ANA, now=at(10))
-    assert (due_steps(alert, at(10_000)), next_wake(alert)) == ([], None)
+    # the climb stops: nothing is due before the ack times out (ack_timeout 30 s after the ack)
+    assert (due_steps(alert, at(39)), next_wake(alert)) == ([], at(40))
     again = on_ack(alert, BIA, now=at(20))
     assert again.acknowledged_by is not None
     assert (again.acknowledged_by.agent_id, again.acknowledged_by.slack_user_id) == ("ana", "U01")
@@ -291,3 +296,40 @@ def test_a_lost_oncall_post_makes_the_next_level_due_now(
 )
 def test_step_level_reads_the_level_of_a_step_event(event: str, level: int | None) -> None:
     assert step_level(event) == level
+
+
+def test_an_ack_not_resolved_within_ack_timeout_retriggers_the_current_level() -> None:
+    acked = on_ack(notified(1), ANA, now=at(10))
+    (step,) = due_steps(acked, at(40))
+    assert (step.level, step.retrigger, step.renotify) == (1, True, True)
+    assert [t.kind for t in step.targets] == [TargetKind.ONCALL_SLACK]  # no 2nd patient message
+    assert step.event == "red.level1.retrigger.20261123T120040Z"  # not a reminder's key
+    after = record_steps(acked, [step], now=at(40))
+    assert not after.acknowledged and after.acknowledged_by is None
+    assert after.retriggered_at == at(40) and after.last_notified_at[1] == at(40)
+    assert next_wake(after) == at(60)  # the climb resumes: level 2 at its delay
+    assert on_ack(after, BIA, now=at(45)).acknowledged_by.agent_id == "bia"  # a new ack holds
+
+
+def test_a_resolved_or_cancelled_ack_never_retriggers() -> None:
+    acked = on_ack(notified(1), ANA, now=at(10))
+    for closed in (on_resolve(acked, now=at(20)), on_cancel(acked, now=at(20))):
+        assert due_steps(closed, at(10_000)) == [] and next_wake(closed) is None
+
+
+def test_a_scheduler_driven_only_by_next_wake_retriggers_a_forgotten_ack() -> None:
+    alert, sent = opened(), []
+    while (wake := next_wake(alert)) is not None and wake <= at(130):
+        steps = due_steps(alert, wake)
+        assert steps, f"woken at {wake} for nothing"
+        sent += [(int((wake - T0).total_seconds()), s.level, s.retrigger) for s in steps]
+        alert = record_steps(alert, steps, now=wake)
+        if wake == T0:
+            alert = on_ack(alert, ANA, now=at(5))  # acked at once, then forgotten
+    assert sent == [
+        (0, 1, False),
+        (35, 1, True),  # ack timed out: re-triggered, the ack is gone
+        (60, 2, False),  # so the climb goes on
+        (90, 2, False),  # and reminders repeat while unacknowledged
+        (120, 3, False),
+    ]
