@@ -12,9 +12,11 @@ import asyncio
 import collections
 import contextlib
 import time
+import traceback
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 import structlog
@@ -183,7 +185,11 @@ class Dispatcher:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # our bug or the database: retried like a transient failure
-                log.exception("delivery_crashed", error=type(exc).__name__)
+                # No traceback text: an exception's message can hold an input (a pydantic error
+                # on a stored contact shows the phone number). The type and code line only.
+                frames = traceback.extract_tb(exc.__traceback__)
+                where = f"{Path(frames[-1].filename).name}:{frames[-1].lineno}" if frames else ""
+                log.error("delivery_crashed", error=type(exc).__name__, where=where)
                 failure = Failure(permanent=False, code=f"internal:{type(exc).__name__}")
                 with contextlib.suppress(Exception):  # else the claim expires and is retried
                     await self._writes.submit(lambda tx: self._outcomes.failed(tx, row, failure))
