@@ -10,6 +10,8 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+import structlog
+import structlog.testing
 from prometheus_client import CollectorRegistry
 from sqlalchemy import select
 
@@ -346,6 +348,25 @@ async def test_an_ack_not_resolved_within_ack_timeout_retriggers_and_updates_sla
     assert reply.text.startswith("<!here>") and "not resolved in time" in reply.text
     assert len(senders[Channel.SMS].accepted) == 1  # the patient's response is not repeated
     assert (await timeline_kinds(n))[-3:].count("level_reminder") == 1
+
+
+async def test_a_crash_is_logged_without_its_message_or_traceback(
+    n: Notifier, clock: Clock, dispatcher: Dispatcher, senders: dict[Channel, FakeSender]
+) -> None:
+    def crash(d: Delivery) -> Exception:
+        # like a pydantic error on a stored contact: the message carries the input
+        return ValueError(f"input_value='{d.recipient}' is not valid")
+
+    senders[Channel.SMS].script = crash
+    with structlog.testing.capture_logs() as logs:
+        await feed(n, alert_event())
+        await dispatcher.drain_once()
+    (crashed,) = [e for e in logs if e["event"] == "delivery_crashed"]
+    assert crashed["error"] == "ValueError" and crashed["where"].startswith("test_dispatcher.py:")
+    assert not any("exc_info" in e or "exception" in e for e in logs)
+    assert "+55" not in repr(logs)
+    sms = (await rows(n))[1]
+    assert (sms.status, sms.last_error) == ("pending", "transient: internal:ValueError")
 
 
 async def test_a_patient_message_is_dropped_when_consent_goes_before_it_is_sent(
