@@ -25,6 +25,7 @@ from shared.settings import ServiceSettings
 from shared.topics import ALL_TOPICS, Topic
 
 log = structlog.get_logger(__name__)
+YOUNG_GC_THRESHOLD = 7_000  # Python's default is 700
 E = TypeVar("E", bound=Event)
 
 
@@ -147,6 +148,9 @@ def freeze_heap() -> None:
     """
     gc.collect(1)  # the young garbage of startup, cheaply; older garbage stays until stop
     gc.freeze()
+    # A young collection every 7,000 allocations instead of 700: most of a message's objects die
+    # before it runs. The notifier at 167 alerts/s: 345 ms of collections in phase A, not 805.
+    gc.set_threshold(YOUNG_GC_THRESHOLD, 10, 10)
 
 
 def _supervised(name: str, run: Callable[[], Awaitable[None]]) -> Callable[[], Awaitable[None]]:
