@@ -182,7 +182,11 @@ async def finish_sent(tx: Tx, sent: list[tuple[DeliveryRow, str]]) -> set[int]:
     if mine:
         await tx.conn.execute(
             update(d)
-            .where(d.c.id == bindparam("b_id"), d.c.claim_token == bindparam("b_token"))
+            .where(
+                d.c.id == bindparam("b_id"),
+                d.c.claim_token == bindparam("b_token"),
+                d.c.status == "sending",
+            )
             .values(
                 status="sent",
                 claim_token=None,
