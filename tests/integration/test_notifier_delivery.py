@@ -4,12 +4,14 @@ loopback. Nothing is lost, nothing is sent twice, failures retry, fall over, the
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from services.notifier.settings import NotifierSettings
 from shared.events import DeadLetter, Purpose
 from shared.topics import DEADLETTER
 from tests.fakes.idp import FakeIdP
@@ -155,3 +157,32 @@ async def test_sms_errors_retry_fall_over_and_finally_dead_letter(
     assert dead not in raw.decode()  # the dead letter names the patient id, not the number
     (notice,) = fake_slack.calls_mentioning("Notifier could not deliver")
     assert "a-d" in notice.body["text"] and dead not in notice.body["text"]
+
+
+async def test_slack_gets_at_most_one_message_a_second_per_channel_at_the_default_pacing(
+    broker: str, idp: FakeIdP, tmp_path: Path, fake_slack: FakeSlack, twilio: FakeTwilio
+) -> None:
+    defaults = NotifierSettings()
+    config = settings(
+        broker=broker,
+        idp=idp,
+        db=sqlite_db(tmp_path),
+        slack=fake_slack,
+        twilio=twilio,
+        routing=routing_file(tmp_path),
+        slack_channel_rate_per_s=defaults.slack_channel_rate_per_s,
+        slack_channel_burst=defaults.slack_channel_burst,
+    )
+    async with running(config, fake_slack, twilio):
+        events = [
+            alert_event(f"e-pace{i}", patient=f"pt-pace{i}", alert_id=f"a-pace{i}")
+            for i in range(3)
+        ]
+        await publish_alerts(broker, *events)  # three alerts at once, one channel
+        await eventually(lambda: all(posts_for(fake_slack, f"pt-pace{i}") for i in range(3)))
+    arrivals = sorted(
+        c.received_at for c in fake_slack.calls if "#care-alerts" == c.body["channel"]
+    )
+    gaps = [b - a for a, b in itertools.pairwise(arrivals)]
+    # ~1 s apart (a burst would arrive together); the slack is for network jitter on 2 cores
+    assert len(arrivals) >= 3 and min(gaps) >= 0.8, gaps
