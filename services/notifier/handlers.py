@@ -189,7 +189,7 @@ async def advance(
         name = steps[-1].event if steps else f"{after.severity.value}.{change.value}"
         queued += slack_changes(after, change, name, mains)
     for step in steps:
-        what = "reminder" if step.renotify else "notified"
+        what = "retriggered" if step.retrigger else "reminder" if step.renotify else "notified"
         await tx.note(row.alert_id, f"level_{what}", f"level {step.level} of {step.of_levels}")
     saved = await tx.save_alert(replace(row, snapshot=after), new=new)
     await deliveries.queue(tx, queued)

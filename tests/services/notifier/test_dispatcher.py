@@ -347,7 +347,7 @@ async def test_an_ack_not_resolved_within_ack_timeout_retriggers_and_updates_sla
     assert reply.thread_ref == "C0CAREALERT:1.000"
     assert reply.text.startswith("<!here>") and "not resolved in time" in reply.text
     assert len(senders[Channel.SMS].accepted) == 1  # the patient's response is not repeated
-    assert (await timeline_kinds(n))[-3:].count("level_reminder") == 1
+    assert (await timeline_kinds(n))[-3:].count("level_retriggered") == 1
 
 
 async def test_a_crash_is_logged_without_its_message_or_traceback(
