@@ -61,7 +61,8 @@ class AlertRow:
             "updated_at": self.updated_at.isoformat(),
             "level": s.level_reached,
             "acknowledged_by": s.acknowledged_by.agent_id if s.acknowledged_by else None,
-            "acknowledged_via": self.acknowledged_via,
+            # A re-triggered ack clears acknowledged_by; the channel it came from goes with it.
+            "acknowledged_via": self.acknowledged_via if s.acknowledged_by else None,
         }
 
     def values(self) -> dict[str, Any]:
@@ -81,7 +82,7 @@ class AlertRow:
             "level": s.level_reached,
             "snapshot": s.model_dump_json(),
             "acknowledged_by": summary["acknowledged_by"],
-            "acknowledged_via": self.acknowledged_via,
+            "acknowledged_via": summary["acknowledged_via"],
             "acknowledged_at": s.acknowledged_at,
             "resolved_at": s.resolved_at or s.cancelled_at,
             "next_wake_at": next_wake(s),

@@ -341,6 +341,7 @@ async def test_an_ack_not_resolved_within_ack_timeout_retriggers_and_updates_sla
     await dispatcher.drain_once()
     row = await alert_row(n)
     assert row.summary()["status"] == "open" and row.snapshot.acknowledged_by is None
+    assert row.summary()["acknowledged_via"] is None  # the cleared ack takes its channel along
     update, reply = slack[3:]
     assert update.update_ref == "C0CAREALERT:1.000" and "Open again" in update.text
     # level 1 (the on-call channel) notified again: an @here reply under the alert
