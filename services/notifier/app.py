@@ -23,7 +23,7 @@ from services.notifier.adapters.outcomes import Outcomes
 from services.notifier.adapters.rate_limit import ChannelPacer
 from services.notifier.adapters.scheduler import Scheduler
 from services.notifier.adapters.slack import SlackChannelSender
-from services.notifier.adapters.store import Store, list_alerts
+from services.notifier.adapters.store import ALERT_LIST_LIMIT, Store, list_alerts
 from services.notifier.adapters.tables import outbox
 from services.notifier.adapters.twilio import TwilioMessageSender
 from services.notifier.api import build_router
@@ -78,7 +78,7 @@ def create_app(settings: NotifierSettings) -> FastAPI:
         dashboard_url=settings.notifier_dashboard_url,
         ops_channel=settings.ops_channel,
     )
-    feed = LiveFeed(partial(_open_summaries, store))
+    feed = LiveFeed(partial(open_summaries, store))
     outcomes = _wire(kit, notifier, settings, feed=feed)
     app = kit.build_app(
         title="Notifier",
@@ -216,8 +216,12 @@ def _render(alert: AlertRow, *, dashboard_url: str) -> dict[str, Any]:
     return slack_alert_message(alert.snapshot, alert.last_event, dashboard_url=dashboard_url)
 
 
-async def _open_summaries(store: Store) -> list[tuple[str | None, dict[str, Any]]]:
-    """Every open alert with its tenant: the live feed shows each stream its own tenant's."""
+async def open_summaries(
+    store: Store, tenant_id: str | None, admin: bool, *, limit: int = ALERT_LIST_LIMIT
+) -> list[tuple[str | None, dict[str, Any]]]:
+    """The open alerts a viewer may see, with their tenants (the live feed's snapshot)."""
     async with store.reading() as conn:
-        rows = await list_alerts(conn, open_only=True, tenant_id=None)
+        rows = await list_alerts(
+            conn, open_only=True, tenant_id=tenant_id, admin=admin, limit=limit
+        )
     return [(row.tenant_id, row.summary()) for row in rows]

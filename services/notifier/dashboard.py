@@ -84,10 +84,12 @@ def build_dashboard_router(feed: LiveFeed, *, retry_ms: int = RETRY_MS) -> APIRo
     async def stream(
         actor: Annotated[Principal, Depends(require_scopes("alerts:read"))],
     ) -> StreamingResponse:
-        audience = partial(may_see, tenant_id=actor.tenant_id, admin=ADMIN_SCOPE in actor.scopes)
+        admin = ADMIN_SCOPE in actor.scopes
+        audience = partial(may_see, tenant_id=actor.tenant_id, admin=admin)
+        subscription = feed.subscribe(audience, tenant_id=actor.tenant_id, admin=admin)
         stack = contextlib.AsyncExitStack()
         try:
-            events = await stack.enter_async_context(feed.subscribe(audience))
+            events = await stack.enter_async_context(subscription)
         except Exception as exc:  # whatever the store raised: the client backs off and retries
             log.error("live_feed_snapshot_failed", error=type(exc).__name__)
             raise AlertsUnavailableError(

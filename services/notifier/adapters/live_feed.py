@@ -18,7 +18,9 @@ log = structlog.get_logger(__name__)
 
 AlertSummary = dict[str, Any]
 TenantedSummary = tuple[str | None, AlertSummary]  # (the alert's tenant, None: unknown; summary)
-SnapshotProvider = Callable[[], Awaitable[list[TenantedSummary]]]
+# The open alerts a viewer of that tenant may see (tenant None: every tenant's), filtered where they
+# are read, so other tenants' alerts never take the rows a snapshot may hold.
+SnapshotProvider = Callable[[str | None, bool], Awaitable[list[TenantedSummary]]]  # tenant, admin
 Audience = Callable[[str | None], bool]  # may this subscriber see an alert of that tenant?
 EventKind = Literal["snapshot", "alert", "keepalive"]
 
@@ -111,9 +113,12 @@ class LiveFeed:
                 self._drop(sub)
 
     @contextlib.asynccontextmanager
-    async def subscribe(self, audience: Audience) -> AsyncIterator[Subscription]:
-        """Open a subscription to the alerts of the tenants `audience` accepts: the snapshot
-        first, then live changes; the snapshot provider's error propagates from entering.
+    async def subscribe(
+        self, audience: Audience, *, tenant_id: str | None = None, admin: bool = True
+    ) -> AsyncIterator[Subscription]:
+        """Open a subscription to the alerts of the tenants `audience` accepts: the snapshot (of
+        `tenant_id`'s alerts, with those of unknown tenant when `admin`) first, then live
+        changes; the snapshot provider's error propagates from entering.
         Registered before the snapshot is read, so no change committed meanwhile is missed (it
         may arrive twice: summaries are whole states)."""
         sub = Subscription(
@@ -121,7 +126,7 @@ class LiveFeed:
         )
         self._subscribers.add(sub)
         try:
-            snapshot = await self._snapshot()
+            snapshot = await self._snapshot(tenant_id, admin)
             sub.set_snapshot([summary for tenant, summary in snapshot if audience(tenant)])
             yield sub
         finally:

@@ -29,6 +29,7 @@ from shared.events import AlertEvent
 
 T = TypeVar("T")
 MAX_RETRIES = 8
+ALERT_LIST_LIMIT = 500  # rows an alert list or a dashboard snapshot shows at most
 
 
 class StaleAlertError(NotifierError):
@@ -253,14 +254,23 @@ async def read_alerts(conn: AsyncConnection, alert_ids: set[str]) -> dict[str, A
 
 
 async def list_alerts(
-    conn: AsyncConnection, *, open_only: bool, tenant_id: str | None, limit: int = 500
+    conn: AsyncConnection,
+    *,
+    open_only: bool,
+    tenant_id: str | None,
+    admin: bool = False,
+    limit: int = ALERT_LIST_LIMIT,
 ) -> list[AlertRow]:
-    """Alerts a tenant may see, newest first; open ones (open or acknowledged) when `open_only`."""
+    """Alerts a tenant may see, newest first; open ones (open or acknowledged) when `open_only`.
+
+    The tenant filter runs in the query, before the limit, so other tenants' alerts never take
+    a tenant's rows; `admin` also sees alerts of unknown tenant; tenant None: every alert."""
     query = select(alerts).order_by(alerts.c.opened_at.desc()).limit(limit)
     if open_only:
         query = query.where(alerts.c.status.in_(("open", "acknowledged")))
     if tenant_id is not None:
-        query = query.where(or_(alerts.c.tenant_id.is_(None), alerts.c.tenant_id == tenant_id))
+        own = alerts.c.tenant_id == tenant_id
+        query = query.where(or_(alerts.c.tenant_id.is_(None), own) if admin else own)
     return [row_to_alert(r) for r in await conn.execute(query)]
 
 

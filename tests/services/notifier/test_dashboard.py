@@ -57,7 +57,7 @@ class StubSnapshot:
     alerts: list[TenantedSummary] = field(default_factory=list)
     fail_reads: bool = False
 
-    async def __call__(self) -> list[TenantedSummary]:
+    async def __call__(self, tenant_id: str | None, admin: bool) -> list[TenantedSummary]:
         if self.fail_reads:
             raise ConnectionError("database down")
         return list(self.alerts)

@@ -14,8 +14,8 @@ from sqlalchemy import inspect
 
 from services.notifier.adapters import deliveries
 from services.notifier.adapters.group_commit import GroupCommit
-from services.notifier.adapters.store import StaleAlertError, Tx, timeline_of
-from services.notifier.app import MIGRATIONS
+from services.notifier.adapters.store import StaleAlertError, Tx, list_alerts, timeline_of
+from services.notifier.app import MIGRATIONS, open_summaries
 from services.notifier.handlers import Notifier
 from services.notifier.ports import Channel
 from services.notifier.records import NewDelivery
@@ -189,3 +189,38 @@ async def test_grouped_outcomes_commit_together_and_a_failing_one_fails_alone(
     async with n.store.reading() as conn:
         details = [e["detail"] for e in await timeline_of(conn, "a-1")]
     assert details == ["one", "two"]
+
+
+async def _alerts_of_tenants(n: Notifier, tenants: list[str | None]) -> None:
+    """Copies of one alert, one per entry of `tenants`, each opened a minute after the last."""
+    await feed(n, alert_event())
+    base = await alert_row(n)
+    async with n.store.transaction() as tx:
+        for i, tenant in enumerate(tenants):
+            snapshot = base.snapshot.model_copy(update={"alert_id": f"x-{i}"})
+            opened = base.opened_at + timedelta(minutes=i + 1)
+            await tx.save_alert(
+                replace(base, snapshot=snapshot, tenant_id=tenant, opened_at=opened), new=True
+            )
+
+
+async def test_other_tenants_alerts_never_take_the_rows_a_tenant_may_see(n: Notifier) -> None:
+    # a-1 (unknown tenant: no consent recorded) is the oldest; newer ones overfill the limit of 3
+    tenants = ["tenant-a", "tenant-a", "tenant-b", None, "tenant-b", None, "tenant-b"]
+    await _alerts_of_tenants(n, tenants)
+    async with n.store.reading() as conn:
+        own = await list_alerts(conn, open_only=True, tenant_id="tenant-a", limit=3)
+        as_admin = await list_alerts(
+            conn, open_only=False, tenant_id="tenant-a", admin=True, limit=3
+        )
+    assert [r.alert_id for r in own] == ["x-1", "x-0"]
+    assert [(r.alert_id, r.tenant_id) for r in as_admin] == [
+        ("x-5", None),
+        ("x-3", None),
+        ("x-1", "tenant-a"),
+    ]
+    snapshot = await open_summaries(n.store, "tenant-a", False, limit=3)
+    assert [(tenant, s["alert_id"]) for tenant, s in snapshot] == [
+        ("tenant-a", "x-1"),
+        ("tenant-a", "x-0"),
+    ]
