@@ -22,12 +22,15 @@ from services.notifier.ports import Channel, Delivery, Receipt
 log = structlog.get_logger(__name__)
 
 TWILIO_API_BASE_URL = "https://api.twilio.com"
-# Codes the Messages API answers that say the recipient itself must not be tried again.
-RECIPIENT_DEAD_CODES = frozenset({21610})  # 21610: recipient replied STOP (unsubscribed)
-# Permanent refusals seen on send, for reference: 20003 authenticate, 21211 invalid To,
-# 21408 region not enabled, 21602/21603/21604 Body/From/To missing, 21606 From not SMS-capable,
-# 21608 unverified To (trial), 21612 unroutable, 21614 To not mobile, 21635 landline,
-# 21910 From/To channel mismatch, 63016 WhatsApp outside the 24 h session window.
+# Codes the Messages API answers that say the recipient itself must not be tried again on this
+# channel: 21211 invalid To, 21610 recipient replied STOP (unsubscribed), 21614 To not a mobile
+# number, 21635 To is a landline (the address is disabled per channel: WhatsApp is unaffected).
+RECIPIENT_DEAD_CODES = frozenset({21211, 21610, 21614, 21635})
+# Other permanent refusals seen on send are about our account or request, not the recipient:
+# 20003 authenticate, 21408 region not enabled, 21602/21603/21604 Body/From/To missing, 21606 From
+# not SMS-capable, 21608 unverified To (trial: fixed by verifying it), 21612 unroutable From/To
+# pair, 21910 From/To channel mismatch, 63016 WhatsApp outside the 24 h session window (a later
+# message may be inside it).
 # Every 4xx but a rate limit is permanent: Twilio keeps 4xx for requests that will never succeed.
 RATE_LIMIT_CODES = frozenset({20429})
 RATE_LIMIT_DEFAULT_S = 1.0  # a 429 without Retry-After: wait a second at least

@@ -82,8 +82,8 @@ async def test_whatsapp_prefixes_both_numbers(http: httpx.AsyncClient, twilio: F
     ("script", "recipient", "code", "disable"),
     [
         ({"opted_out": {NURSE}}, NURSE, "21610", True),
-        ({}, "0151 1234", "21211", False),
-        ({"not_mobile": {NURSE}}, NURSE, "21614", False),
+        ({}, "0151 1234", "21211", True),
+        ({"not_mobile": {NURSE}}, NURSE, "21614", True),
         ({"auth_token": "rotated-token"}, NURSE, "20003", False),
     ],
     ids=["opted-out", "not-e164", "not-mobile", "wrong-auth"],
