@@ -22,7 +22,7 @@ from services.ingest.connections_api import build_connections_router
 from services.ingest.fastpath import PATH, ReadingsFastPath
 from services.ingest.pulls import VendorPuller, token_exchanger
 from services.ingest.settings import IngestSettings
-from services.ingest.webhook_support import VendorPipeline
+from services.ingest.webhook_support import VendorPipeline, install_database_errors
 from services.ingest.webhooks import build_webhook_router
 from shared.db import make_engine, migrate
 from shared.service import ServiceKit
@@ -91,6 +91,7 @@ def create_app(settings: IngestSettings) -> FastAPI:
         max_body_bytes=settings.ingest_max_body_bytes,
         export=export,
     )
+    install_database_errors(app)
     app.state.publisher = KafkaReadingPublisher(kit.runtime.publisher)
     app.state.consent = ConsentViewAdapter(kit.consent)
     app.state.metrics = IngestMetrics(kit.registry)

@@ -30,3 +30,7 @@ class ConnectionExistsError(IngestError):
 
 class TokenStorageUnavailableError(IngestError):
     """Vendor tokens cannot be stored: no encryption key is configured."""
+
+
+class DatabaseUnavailableError(IngestError):
+    """The connections database cannot be reached (refused, timed out, locked): transient."""

@@ -9,16 +9,22 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import structlog
-from fastapi import Request
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from services.ingest.connections import Connection, Vendor
-from services.ingest.errors import BrokerUnavailableError, ConsentUnknownError
+from services.ingest.errors import (
+    BrokerUnavailableError,
+    ConsentUnknownError,
+    DatabaseUnavailableError,
+)
 from services.ingest.handlers import audit_withheld
 from services.ingest.vendor_handlers import VendorOutcome, accept_vendor_samples
 from services.ingest.vendors.common import MalformedJsonError, PayloadError, VendorSample
 from shared.audit import AuditActor
 from shared.events import VendorNotification
-from shared.http import ApiError
+from shared.http import ApiError, error_body
 from shared.kafka import PublishFailedError
 from shared.topics import VENDOR_NOTIFICATIONS
 
@@ -63,6 +69,47 @@ class WebhookNotConfiguredError(ApiError):
 
 
 RETRY = {"Retry-After": "5"}
+
+
+def is_database_unavailable(exc: BaseException) -> bool:
+    """A connection-level database failure (not a bug in a query): retrying later can succeed."""
+    if isinstance(exc, DatabaseUnavailableError | OperationalError | InterfaceError):
+        return True
+    if isinstance(exc, DBAPIError):
+        return exc.connection_invalidated
+    # asyncpg raises a bare OSError (refused, unreachable) or TimeoutError when it cannot connect
+    # and SQLAlchemy leaves it unwrapped: count it only when it came out of SQLAlchemy.
+    return isinstance(exc, OSError) and _raised_through_sqlalchemy(exc)
+
+
+def _raised_through_sqlalchemy(exc: BaseException) -> bool:
+    tb = exc.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_globals.get("__name__", "").startswith("sqlalchemy."):
+            return True
+        tb = tb.tb_next
+    return False
+
+
+def install_database_errors(app: FastAPI) -> None:
+    """The one place database outages become 503 + Retry-After `database_unavailable` (webhooks,
+    the Apple device-key check, /v1/connections): vendors retry, nothing accepted is lost. The
+    pull consumer needs nothing more: any such error makes it retry the notification later."""
+
+    async def on_database_error(_: Request, exc: Exception) -> JSONResponse:
+        if not is_database_unavailable(exc):
+            raise exc
+        log.warning("database_unavailable", error=type(exc).__name__)
+        return JSONResponse(
+            error_body(
+                "database_unavailable", "the connections database is unavailable, retry later"
+            ),
+            status_code=503,
+            headers=RETRY,
+        )
+
+    for kind in (DatabaseUnavailableError, DBAPIError, OSError):
+        app.add_exception_handler(kind, on_database_error)
 
 
 def payload_api_error(exc: PayloadError) -> ApiError:
