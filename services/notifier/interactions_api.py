@@ -19,7 +19,7 @@ from services.notifier.adapters import deliveries
 from services.notifier.adapters.outcomes import Outcomes
 from services.notifier.adapters.slack import verify_slack_request
 from services.notifier.adapters.store import Tx
-from services.notifier.adapters.twilio import verify_twilio_signature
+from services.notifier.adapters.twilio import status_moves_forward, verify_twilio_signature
 from services.notifier.domain import (
     ACK_ACTION,
     ESCALATE_ACTION,
@@ -208,6 +208,9 @@ async def record_twilio_status(n: Notifier, outcomes: Outcomes, params: dict[str
     async def work(tx: Tx) -> None:
         row = await deliveries.by_provider_ref(tx, sid)
         if row is None:
+            return
+        if not status_moves_forward(status, row.provider_status):
+            log.info("twilio_status_ignored", status=status, stored=row.provider_status)
             return
         await deliveries.set_provider_status(tx, row.id, status)
         if status in UNDELIVERED and row.status == "sent":

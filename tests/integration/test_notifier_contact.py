@@ -144,6 +144,41 @@ async def test_an_undelivered_sms_falls_over_to_the_next_channel(
     ]
 
 
+async def test_a_late_twilio_status_never_moves_a_message_back(
+    broker: str, idp: FakeIdP, tmp_path: Path, fake_slack: FakeSlack, twilio: FakeTwilio
+) -> None:
+    config = settings(
+        broker=broker,
+        idp=idp,
+        db=sqlite_db(tmp_path),
+        slack=fake_slack,
+        twilio=twilio,
+        routing=routing_file(tmp_path),
+    )
+    async with running(config, fake_slack, twilio) as service:
+        await publish_consent(broker, consent_event("pt-st", Purpose.NOTIFICATIONS, True))
+        await eventually(lambda: service.notifier.consent.tenant_of("pt-st"))
+        await put_contact(service, idp, "pt-st", **(PREFS | {"quiet_hours": None}))
+        await publish_alerts(broker, alert_event(patient="pt-st", alert_id="a-st"))
+        (sms,) = await eventually(lambda: twilio_messages_to(twilio, PATIENT_PHONE))
+        url = f"{service.url}/v1/twilio/status"
+        seen = []
+        for status in ("queued", "delivered", "sent", "queued", "undelivered"):
+            answer = await twilio.send_status_callback(url, sms["sid"], status)
+            assert answer.status_code == 200
+            detail = await api(service, "GET", "/v1/alerts/a-st", bearer(idp, "alerts:read"))
+            (row,) = [d for d in detail.json()["deliveries"] if d["recipient_kind"] == "patient"]
+            seen.append((row["status"], row["provider_status"]))
+    assert seen == [
+        ("sent", "queued"),
+        ("sent", "delivered"),
+        ("sent", "delivered"),  # a late `sent` does not undo `delivered`
+        ("sent", "delivered"),
+        ("sent", "delivered"),  # nor a contradicting `undelivered`: no fallback either
+    ]
+    assert twilio_messages_to(twilio, PREFS["whatsapp"]) == []
+
+
 async def test_erasure_deletes_contact_data_and_alerts(
     broker: str, idp: FakeIdP, tmp_path: Path, fake_slack: FakeSlack, twilio: FakeTwilio
 ) -> None:

@@ -35,6 +35,20 @@ RECIPIENT_DEAD_CODES = frozenset({21211, 21610, 21614, 21635})
 RATE_LIMIT_CODES = frozenset({20429})
 RATE_LIMIT_DEFAULT_S = 1.0  # a 429 without Retry-After: wait a second at least
 WHATSAPP_PREFIX = "whatsapp:"
+# Where each MessageStatus stands in a message's life: status callbacks arrive out of order, and a
+# late one (a `sent` after `delivered`) must not move the stored status back. `read`: WhatsApp.
+STATUS_RANK = {
+    "accepted": 0,
+    "scheduled": 0,
+    "queued": 1,
+    "sending": 2,
+    "sent": 3,
+    "delivered": 4,
+    "undelivered": 4,
+    "failed": 4,
+    "canceled": 4,
+    "read": 5,
+}
 
 
 class TwilioMessageSender:
@@ -102,6 +116,14 @@ class TwilioMessageSender:
             code=code_text,
             disable_recipient=code in RECIPIENT_DEAD_CODES,
         )
+
+
+def status_moves_forward(new: str, stored: str | None) -> bool:
+    """Whether a callback's MessageStatus may replace the stored one (never a step back; an
+    unknown status only when nothing known is stored)."""
+    if stored is None:
+        return True
+    return STATUS_RANK.get(new, -1) > STATUS_RANK.get(stored, -1)
 
 
 def _json(response: httpx.Response) -> dict[str, Any]:
