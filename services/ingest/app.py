@@ -19,9 +19,11 @@ from services.ingest.adapters.token_cipher import cipher_from
 from services.ingest.api import build_router
 from services.ingest.connections import Vendor
 from services.ingest.connections_api import build_connections_router
+from services.ingest.errors import IngestConfigurationError
 from services.ingest.fastpath import PATH, ReadingsFastPath
 from services.ingest.pulls import VendorPuller, token_exchanger
 from services.ingest.settings import IngestSettings
+from services.ingest.vendors import google_health
 from services.ingest.webhook_support import VendorPipeline, install_database_errors
 from services.ingest.webhooks import build_webhook_router
 from shared.db import make_engine, migrate
@@ -96,7 +98,7 @@ def create_app(settings: IngestSettings) -> FastAPI:
     app.state.consent = ConsentViewAdapter(kit.consent)
     app.state.metrics = IngestMetrics(kit.registry)
     app.state.connections = store
-    app.state.google_health_public_key = _read_optional(settings.google_health_public_key_file)
+    app.state.google_health_public_key = _google_public_key(settings.google_health_public_key_file)
     app.state.pipeline = VendorPipeline(
         settings=settings,
         connections=store,
@@ -120,8 +122,21 @@ def create_app(settings: IngestSettings) -> FastAPI:
     return app
 
 
-def _read_optional(path: str | None) -> bytes | None:
-    return Path(path).read_bytes() if path else None
+def _google_public_key(path: str | None) -> bytes | None:
+    """Read and check GOOGLE_HEALTH_PUBLIC_KEY_FILE once, at startup: a bad key would otherwise
+    fail every webhook call."""
+    if not path:
+        return None
+    name = "GOOGLE_HEALTH_PUBLIC_KEY_FILE"
+    try:
+        pem = Path(path).read_bytes()
+    except OSError as exc:
+        raise IngestConfigurationError(f"{name}={path} cannot be read: {exc.strerror}") from exc
+    try:
+        google_health.public_key(pem)
+    except ValueError as exc:
+        raise IngestConfigurationError(f"{name}={path} is not a usable key: {exc}") from exc
+    return pem
 
 
 def _wire_pulls(

@@ -34,3 +34,7 @@ class TokenStorageUnavailableError(IngestError):
 
 class DatabaseUnavailableError(IngestError):
     """The connections database cannot be reached (refused, timed out, locked): transient."""
+
+
+class IngestConfigurationError(IngestError):
+    """A setting is unusable (e.g. the Google Health public key file): the service cannot start."""

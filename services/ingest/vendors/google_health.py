@@ -112,7 +112,7 @@ def verify_signature(
     Raises ValueError when `public_key_pem` is not a P-256 public key: that is a deployment
     error, not a bad request, and must not pass silently as "signature invalid".
     """
-    key = _public_key(
+    key = public_key(
         public_key_pem if isinstance(public_key_pem, bytes) else public_key_pem.encode()
     )
     signature = _base64(signature_header or "")
@@ -128,9 +128,12 @@ def verify_signature(
 
 
 @lru_cache(maxsize=4)
-def _public_key(pem: bytes) -> ec.EllipticCurvePublicKey:
+def public_key(pem: bytes) -> ec.EllipticCurvePublicKey:
+    """Load a PEM public key; ValueError unless it is an EC P-256 public key."""
     try:
         key = load_pem_public_key(pem)
+    except ValueError as exc:
+        raise ValueError("the Google Health API public key is not a PEM public key") from exc
     except UnsupportedAlgorithm as exc:
         raise ValueError("the Google Health API public key uses an unsupported algorithm") from exc
     if not isinstance(key, ec.EllipticCurvePublicKey) or not isinstance(key.curve, ec.SECP256R1):
