@@ -231,10 +231,13 @@ async def _garmin_notices(request: Request, notices: list[garmin.GarminNotice]) 
             await store.set_status(
                 Vendor.GARMIN, notice.user_id, ConnectionStatus.REVOKED, "health_export_withdrawn"
             )
-        else:
-            await store.set_status(
-                Vendor.GARMIN, notice.user_id, ConnectionStatus.ACTIVE, "permissions_changed"
-            )
+        elif not await store.reactivate(
+            Vendor.GARMIN,
+            notice.user_id,
+            revoked_for="health_export_withdrawn",
+            reason="permissions_changed",
+        ):  # active already, or inactive for another cause a permissions change does not undo
+            log.info("garmin_permissions_change_not_reactivating")
 
 
 def _apple(r: APIRouter) -> None:

@@ -257,3 +257,37 @@ async def test_a_ping_whose_callback_is_not_on_the_garmin_api_origin_is_refused(
     assert response.status_code == 422, response.text
     assert response.json()["error"]["details"][0]["field"] == "dailies[0].callbackURL"
     assert await read_topic(ingest.bootstrap, VENDOR_NOTIFICATIONS) == []
+
+
+def permissions(*granted: str) -> bytes:
+    return json.dumps(
+        {"userPermissionsChange": [{"userId": USER, "permissions": granted}]}
+    ).encode()
+
+
+async def test_granting_health_export_again_reactivates_only_a_connection_it_revoked(
+    ingest: Ingest,
+) -> None:
+    withdrawn = await garmin_push(
+        ingest, permissions("ACTIVITY_EXPORT"), summary_type="userPermissionsChange"
+    )
+    assert withdrawn.status_code == 200, withdrawn.text
+    granted = await garmin_push(
+        ingest, permissions("HEALTH_EXPORT"), summary_type="userPermissionsChange"
+    )
+    assert granted.status_code == 200, granted.text
+    connection = await ingest.connection(USER)
+    assert (connection["status"], connection["status_reason"]) == ("active", "permissions_changed")
+
+
+async def test_a_permissions_change_does_not_undo_a_deregistration(ingest: Ingest) -> None:
+    body = json.dumps({"deregistrations": [{"userId": USER}]}).encode()
+    assert (await garmin_push(ingest, body, summary_type="deregistrations")).status_code == 200
+    granted = await garmin_push(
+        ingest, permissions("HEALTH_EXPORT"), summary_type="userPermissionsChange"
+    )
+    assert granted.status_code == 200, granted.text
+    connection = await ingest.connection(USER)
+    assert (connection["status"], connection["status_reason"]) == ("revoked", "deregistration")
+    assert (await garmin_push(ingest, dailies())).status_code == 200
+    assert await readings(ingest) == []

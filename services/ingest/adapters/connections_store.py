@@ -256,3 +256,25 @@ class SqlConnectionStore:
                 .where(t.c.vendor == vendor.value, t.c.vendor_user == vendor_user)
                 .values(status=status.value, status_reason=reason, updated_at=datetime.now(UTC))
             )
+
+    async def reactivate(
+        self, vendor: Vendor, vendor_user: str, *, revoked_for: str, reason: str
+    ) -> bool:
+        """Make a connection active again only if it was revoked for `revoked_for` (so a vendor's
+        permissions change never undoes a deregistration, a needs_reauth or a needs_migration)."""
+        async with self._engine.begin() as conn:
+            result = await conn.execute(
+                update(t)
+                .where(
+                    t.c.vendor == vendor.value,
+                    t.c.vendor_user == vendor_user,
+                    t.c.status == ConnectionStatus.REVOKED.value,
+                    t.c.status_reason == revoked_for,
+                )
+                .values(
+                    status=ConnectionStatus.ACTIVE.value,
+                    status_reason=reason,
+                    updated_at=datetime.now(UTC),
+                )
+            )
+        return bool(result.rowcount)
