@@ -110,9 +110,10 @@ class VendorPuller:
             await self.deferrals.defer(event, not_before=now + timedelta(seconds=wait), now=now)
             log.warning("vendor_pull_deferred", vendor=vendor.value, retry_after_s=wait)
             return
-        await self.pipeline.publish(
-            vendor=vendor, samples=samples, connections={conn.vendor_user: conn}
-        )
+        # A Garmin pulled body may carry other users' records: each is attributed by its own
+        # userId, looked up like a push (unknown ones are dead-lettered, never misattributed).
+        known = None if vendor is Vendor.GARMIN else {conn.vendor_user: conn}
+        await self.pipeline.publish(vendor=vendor, samples=samples, connections=known)
 
     async def _pull_classified(
         self, vendor: Vendor, conn: Connection, event: VendorNotification

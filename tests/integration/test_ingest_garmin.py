@@ -291,3 +291,38 @@ async def test_a_permissions_change_does_not_undo_a_deregistration(ingest: Inges
     assert (connection["status"], connection["status_reason"]) == ("revoked", "deregistration")
     assert (await garmin_push(ingest, dailies())).status_code == 200
     assert await readings(ingest) == []
+
+
+async def test_a_pulled_record_of_another_garmin_user_goes_to_that_users_patient(
+    broker: str, idp: FakeIdP, tmp_path: Path
+) -> None:
+    other, other_patient = "garmin-other-user", "pt-garmin-2"
+    records = [
+        json.loads(dailies("sd-mine"))["dailies"][0],
+        json.loads(dailies("sd-theirs", user=other, samples={"0": 77}))["dailies"][0],
+    ]
+
+    async def pulled(_: Request) -> JSONResponse:
+        return JSONResponse(records)
+
+    server = ThreadedServer(
+        Starlette(routes=[Route("/wellness-api/rest/dailies", pulled)]), name="Garmin"
+    )
+    server.start()
+    api = f"http://127.0.0.1:{server.port}"
+    try:
+        async with ingest_service(broker, idp, tmp_path, garmin_api_base_url=api) as ingest:
+            await ingest.connect(
+                {"vendor": "garmin", "vendor_user_id": USER, "patient_id": PATIENT}
+            )
+            await ingest.connect(
+                {"vendor": "garmin", "vendor_user_id": other, "patient_id": other_patient}
+            )
+            callback = f"{api}/wellness-api/rest/dailies?uploadStartTimeInSeconds=1&token=XYZ"
+            assert (await garmin_push(ingest, ping(callback))).status_code == 200
+            published = await readings(ingest, count=len(PUBLISHED) + 1)
+            by_patient = {(r.patient_id, r.value) for r in published}
+            assert (other_patient, 77) in by_patient
+            assert {v for p, v in by_patient if p == PATIENT} == set(PUBLISHED.values())
+    finally:
+        server.stop()
