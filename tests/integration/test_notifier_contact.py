@@ -9,12 +9,13 @@ from typing import Any
 
 import pytest
 
-from shared.events import ErasureEvent, Purpose
+from shared.events import ErasureEvent
 from shared.topics import ERASURE
 from tests.conftest import bearer
 from tests.fakes.idp import FakeIdP
 from tests.fakes.slack import FakeSlack
 from tests.fakes.twilio import FakeTwilio
+from tests.integration.notifier_harness import consented, notifier_settings, patient_deliveries
 from tests.services.notifier.harness import (
     api,
     db_settings,
@@ -22,16 +23,12 @@ from tests.services.notifier.harness import (
     eventually_async,
     publish,
     publish_alerts,
-    publish_consent,
     put_contact,
     read_topic,
-    routing_file,
     running,
-    settings,
-    sqlite_db,
     twilio_messages_to,
 )
-from tests.services.notifier.support import PATIENT_PHONE, alert_event, consent_event
+from tests.services.notifier.support import PATIENT_PHONE, alert_event
 
 pytestmark = pytest.mark.integration
 PREFS = {
@@ -52,18 +49,10 @@ async def test_contact_preferences_are_validated_and_tenant_scoped(
     fake_slack: FakeSlack,
     twilio: FakeTwilio,
 ) -> None:
-    config = settings(
-        broker=broker,
-        idp=idp,
-        db=db_settings(database),
-        slack=fake_slack,
-        twilio=twilio,
-        routing=routing_file(tmp_path),
-    )
+    config = notifier_settings(broker, idp, tmp_path, fake_slack, twilio, db=db_settings(database))
     write, read = bearer(idp, "contact:write"), bearer(idp, "contact:read")
     async with running(config, fake_slack, twilio) as service:
-        await publish_consent(broker, consent_event("pt-c", Purpose.NOTIFICATIONS, True))
-        await eventually(lambda: service.notifier.consent.tenant_of("pt-c"))
+        await consented(service, "pt-c")
         path = "/v1/patients/pt-c/contact"
         missing = await api(service, "GET", path, read)
         put = await api(service, "PUT", path, write, json=PREFS)
@@ -104,17 +93,9 @@ async def test_contact_preferences_are_validated_and_tenant_scoped(
 async def test_an_undelivered_sms_falls_over_to_the_next_channel(
     broker: str, idp: FakeIdP, tmp_path: Path, fake_slack: FakeSlack, twilio: FakeTwilio
 ) -> None:
-    config = settings(
-        broker=broker,
-        idp=idp,
-        db=sqlite_db(tmp_path),
-        slack=fake_slack,
-        twilio=twilio,
-        routing=routing_file(tmp_path),
-    )
+    config = notifier_settings(broker, idp, tmp_path, fake_slack, twilio)
     async with running(config, fake_slack, twilio) as service:
-        await publish_consent(broker, consent_event("pt-cb", Purpose.NOTIFICATIONS, True))
-        await eventually(lambda: service.notifier.consent.tenant_of("pt-cb"))
+        await consented(service, "pt-cb")
         await put_contact(service, idp, "pt-cb", **(PREFS | {"quiet_hours": None}))
         await publish_alerts(broker, alert_event(patient="pt-cb", alert_id="a-cb"))
         (sms,) = await eventually(lambda: twilio_messages_to(twilio, PATIENT_PHONE))
@@ -131,8 +112,7 @@ async def test_an_undelivered_sms_falls_over_to_the_next_channel(
         (whatsapp,) = await eventually(lambda: twilio_messages_to(twilio, PREFS["whatsapp"]))
 
         async def patient_rows() -> Any:
-            detail = await api(service, "GET", "/v1/alerts/a-cb", bearer(idp, "alerts:read"))
-            rows = [d for d in detail.json()["deliveries"] if d["recipient_kind"] == "patient"]
+            rows = await patient_deliveries(service, idp, "a-cb")
             return rows if len(rows) == 2 and rows[1]["status"] == "sent" else None
 
         rows = await eventually_async(patient_rows)
@@ -147,17 +127,9 @@ async def test_an_undelivered_sms_falls_over_to_the_next_channel(
 async def test_a_late_twilio_status_never_moves_a_message_back(
     broker: str, idp: FakeIdP, tmp_path: Path, fake_slack: FakeSlack, twilio: FakeTwilio
 ) -> None:
-    config = settings(
-        broker=broker,
-        idp=idp,
-        db=sqlite_db(tmp_path),
-        slack=fake_slack,
-        twilio=twilio,
-        routing=routing_file(tmp_path),
-    )
+    config = notifier_settings(broker, idp, tmp_path, fake_slack, twilio)
     async with running(config, fake_slack, twilio) as service:
-        await publish_consent(broker, consent_event("pt-st", Purpose.NOTIFICATIONS, True))
-        await eventually(lambda: service.notifier.consent.tenant_of("pt-st"))
+        await consented(service, "pt-st")
         await put_contact(service, idp, "pt-st", **(PREFS | {"quiet_hours": None}))
         await publish_alerts(broker, alert_event(patient="pt-st", alert_id="a-st"))
         (sms,) = await eventually(lambda: twilio_messages_to(twilio, PATIENT_PHONE))
@@ -166,8 +138,7 @@ async def test_a_late_twilio_status_never_moves_a_message_back(
         for status in ("queued", "delivered", "sent", "queued", "undelivered"):
             answer = await twilio.send_status_callback(url, sms["sid"], status)
             assert answer.status_code == 200
-            detail = await api(service, "GET", "/v1/alerts/a-st", bearer(idp, "alerts:read"))
-            (row,) = [d for d in detail.json()["deliveries"] if d["recipient_kind"] == "patient"]
+            (row,) = await patient_deliveries(service, idp, "a-st")
             seen.append((row["status"], row["provider_status"]))
     assert seen == [
         ("sent", "queued"),
@@ -182,17 +153,9 @@ async def test_a_late_twilio_status_never_moves_a_message_back(
 async def test_erasure_deletes_contact_data_and_alerts(
     broker: str, idp: FakeIdP, tmp_path: Path, fake_slack: FakeSlack, twilio: FakeTwilio
 ) -> None:
-    config = settings(
-        broker=broker,
-        idp=idp,
-        db=sqlite_db(tmp_path),
-        slack=fake_slack,
-        twilio=twilio,
-        routing=routing_file(tmp_path),
-    )
+    config = notifier_settings(broker, idp, tmp_path, fake_slack, twilio)
     async with running(config, fake_slack, twilio) as service:
-        await publish_consent(broker, consent_event("pt-er", Purpose.NOTIFICATIONS, True))
-        await eventually(lambda: service.notifier.consent.tenant_of("pt-er"))
+        await consented(service, "pt-er")
         await put_contact(service, idp, "pt-er", **PREFS)
         await publish_alerts(broker, alert_event(patient="pt-er", alert_id="a-er"))
         await eventually(lambda: fake_slack.calls_mentioning("pt-er"))

@@ -17,6 +17,7 @@ from shared.topics import DEADLETTER
 from tests.fakes.idp import FakeIdP
 from tests.fakes.slack import FakeSlack
 from tests.fakes.twilio import FakeTwilio
+from tests.integration.notifier_harness import notifier_settings
 from tests.services.notifier.harness import (
     db_settings,
     eventually,
@@ -24,10 +25,7 @@ from tests.services.notifier.harness import (
     publish_consent,
     put_contact,
     read_topic,
-    routing_file,
     running,
-    settings,
-    sqlite_db,
     twilio_messages_to,
 )
 from tests.services.notifier.support import alert_event, consent_event
@@ -48,14 +46,7 @@ async def test_an_alert_reaches_slack_once_even_when_redelivered(
     fake_slack: FakeSlack,
     twilio: FakeTwilio,
 ) -> None:
-    config = settings(
-        broker=broker,
-        idp=idp,
-        db=db_settings(database),
-        slack=fake_slack,
-        twilio=twilio,
-        routing=routing_file(tmp_path),
-    )
+    config = notifier_settings(broker, idp, tmp_path, fake_slack, twilio, db=db_settings(database))
     async with running(config, fake_slack, twilio):
         event = alert_event(patient="pt-once", alert_id="a-once")
         await publish_alerts(broker, event, event)
@@ -74,13 +65,12 @@ async def test_an_alert_reaches_slack_once_even_when_redelivered(
 async def test_a_send_pending_at_shutdown_goes_out_exactly_once_after_restart(
     broker: str, idp: FakeIdP, tmp_path: Path, fake_slack: FakeSlack, twilio: FakeTwilio
 ) -> None:
-    config = settings(
-        broker=broker,
-        idp=idp,
-        db=sqlite_db(tmp_path),
-        slack=fake_slack,
-        twilio=twilio,
-        routing=routing_file(tmp_path),
+    config = notifier_settings(
+        broker,
+        idp,
+        tmp_path,
+        fake_slack,
+        twilio,
         notifier_retry_base_s=3.0,
         notifier_retry_cap_s=3.0,
     )
@@ -104,14 +94,7 @@ async def test_sms_errors_retry_fall_over_and_finally_dead_letter(
 ) -> None:
     """Transient 500 → retried; opted-out SMS (21610) → WhatsApp at once; a number that cannot
     get SMS and has nothing else → deadletter.v1 and a notice in the ops Slack channel."""
-    config = settings(
-        broker=broker,
-        idp=idp,
-        db=sqlite_db(tmp_path),
-        slack=fake_slack,
-        twilio=twilio,
-        routing=routing_file(tmp_path),
-    )
+    config = notifier_settings(broker, idp, tmp_path, fake_slack, twilio)
     retried, opted_out, dead = "+5511911110001", "+5511911110002", "+5511911110003"
     whatsapp_number = "+5511911110004"
     twilio.server_error_next = 1
@@ -163,13 +146,12 @@ async def test_slack_gets_at_most_one_message_a_second_per_channel_at_the_defaul
     broker: str, idp: FakeIdP, tmp_path: Path, fake_slack: FakeSlack, twilio: FakeTwilio
 ) -> None:
     defaults = NotifierSettings()
-    config = settings(
-        broker=broker,
-        idp=idp,
-        db=sqlite_db(tmp_path),
-        slack=fake_slack,
-        twilio=twilio,
-        routing=routing_file(tmp_path),
+    config = notifier_settings(
+        broker,
+        idp,
+        tmp_path,
+        fake_slack,
+        twilio,
         slack_channel_rate_per_s=defaults.slack_channel_rate_per_s,
         slack_channel_burst=defaults.slack_channel_burst,
     )

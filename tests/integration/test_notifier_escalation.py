@@ -19,6 +19,7 @@ from tests.conftest import bearer
 from tests.fakes.idp import FakeIdP
 from tests.fakes.slack import FakeSlack, block_actions_payload, signed_interaction
 from tests.fakes.twilio import FakeTwilio
+from tests.integration.notifier_harness import consented, notifier_settings
 from tests.services.notifier.harness import (
     SIGNING_SECRET,
     Service,
@@ -28,10 +29,7 @@ from tests.services.notifier.harness import (
     publish_alerts,
     publish_consent,
     put_contact,
-    routing_file,
     running,
-    settings,
-    sqlite_db,
     twilio_messages_to,
 )
 from tests.services.notifier.support import PATIENT_PHONE, ROUTING, alert_event, consent_event
@@ -57,8 +55,7 @@ async def main_post(slack: FakeSlack, patient: str) -> Any:
 
 async def of_tenant_a(service: Service, patient: str) -> None:
     """Record the patient's monitoring consent (tenant-a): only that tenant sees its alerts."""
-    await publish_consent(service.broker, consent_event(patient, Purpose.MONITORING, True))
-    await eventually(lambda: service.notifier.consent.tenant_of(patient))
+    await consented(service, patient, Purpose.MONITORING)
 
 
 async def next_wake(service: Service, alert_id: str) -> Any:
@@ -93,14 +90,7 @@ async def test_an_unanswered_red_alert_climbs_to_the_manager(
     fake_slack: FakeSlack,
     twilio: FakeTwilio,
 ) -> None:
-    config = settings(
-        broker=broker,
-        idp=idp,
-        db=db_settings(database),
-        slack=fake_slack,
-        twilio=twilio,
-        routing=routing_file(tmp_path),
-    )
+    config = notifier_settings(broker, idp, tmp_path, fake_slack, twilio, db=db_settings(database))
     async with running(config, fake_slack, twilio) as service:
         await of_tenant_a(service, "pt-climb")
         opened = time.monotonic()
@@ -134,14 +124,7 @@ async def test_an_unanswered_red_alert_climbs_to_the_manager(
 async def test_an_api_ack_stops_the_climb_and_updates_slack(
     broker: str, idp: FakeIdP, tmp_path: Path, fake_slack: FakeSlack, twilio: FakeTwilio
 ) -> None:
-    config = settings(
-        broker=broker,
-        idp=idp,
-        db=sqlite_db(tmp_path),
-        slack=fake_slack,
-        twilio=twilio,
-        routing=routing_file(tmp_path),
-    )
+    config = notifier_settings(broker, idp, tmp_path, fake_slack, twilio)
     async with running(config, fake_slack, twilio) as service:
         await of_tenant_a(service, "pt-ack")
         await publish_alerts(broker, alert_event(patient="pt-ack", alert_id="a-ack"))
@@ -173,14 +156,7 @@ async def test_an_api_ack_stops_the_climb_and_updates_slack(
 async def test_slack_buttons_are_signed_and_only_mapped_agents_may_press_them(
     broker: str, idp: FakeIdP, tmp_path: Path, fake_slack: FakeSlack, twilio: FakeTwilio
 ) -> None:
-    config = settings(
-        broker=broker,
-        idp=idp,
-        db=sqlite_db(tmp_path),
-        slack=fake_slack,
-        twilio=twilio,
-        routing=routing_file(tmp_path),
-    )
+    config = notifier_settings(broker, idp, tmp_path, fake_slack, twilio)
     async with running(config, fake_slack, twilio) as service:
         await of_tenant_a(service, "pt-btn")
         await publish_alerts(broker, alert_event(patient="pt-btn", alert_id="a-btn"))
@@ -213,17 +189,9 @@ async def test_slack_buttons_are_signed_and_only_mapped_agents_may_press_them(
 async def test_resolution_updates_every_message_sent(
     broker: str, idp: FakeIdP, tmp_path: Path, fake_slack: FakeSlack, twilio: FakeTwilio
 ) -> None:
-    config = settings(
-        broker=broker,
-        idp=idp,
-        db=sqlite_db(tmp_path),
-        slack=fake_slack,
-        twilio=twilio,
-        routing=routing_file(tmp_path),
-    )
+    config = notifier_settings(broker, idp, tmp_path, fake_slack, twilio)
     async with running(config, fake_slack, twilio) as service:
-        await publish_consent(broker, consent_event("pt-res", Purpose.NOTIFICATIONS, True))
-        await eventually(lambda: service.notifier.consent.tenant_of("pt-res"))
+        await consented(service, "pt-res")
         await put_contact(
             service, idp, "pt-res", phone=PATIENT_PHONE, preferred_channels=["sms"], language="en"
         )
@@ -255,14 +223,7 @@ async def test_resolution_updates_every_message_sent(
 async def test_withdrawn_monitoring_consent_cancels_the_alert_in_slack(
     broker: str, idp: FakeIdP, tmp_path: Path, fake_slack: FakeSlack, twilio: FakeTwilio
 ) -> None:
-    config = settings(
-        broker=broker,
-        idp=idp,
-        db=sqlite_db(tmp_path),
-        slack=fake_slack,
-        twilio=twilio,
-        routing=routing_file(tmp_path),
-    )
+    config = notifier_settings(broker, idp, tmp_path, fake_slack, twilio)
     async with running(config, fake_slack, twilio) as service:
         await of_tenant_a(service, "pt-rev")
         await publish_alerts(broker, alert_event(patient="pt-rev", alert_id="a-rev"))
@@ -283,16 +244,8 @@ async def test_escalation_timers_survive_a_restart(
     broker: str, idp: FakeIdP, tmp_path: Path, fake_slack: FakeSlack, twilio: FakeTwilio
 ) -> None:
     # Level 2 at 6 s: time enough to stop the first notifier before it is due.
-    config = settings(
-        broker=broker,
-        idp=idp,
-        db=sqlite_db(tmp_path),
-        slack=fake_slack,
-        twilio=twilio,
-        routing=routing_file(
-            tmp_path, ROUTING.replace("after: 2s", "after: 6s").replace("after: 4s", "after: 60s")
-        ),
-    )
+    routing = ROUTING.replace("after: 2s", "after: 6s").replace("after: 4s", "after: 60s")
+    config = notifier_settings(broker, idp, tmp_path, fake_slack, twilio, routing=routing)
     async with running(config, fake_slack, twilio) as first:
         await of_tenant_a(first, "pt-boot")
         await publish_alerts(broker, alert_event(patient="pt-boot", alert_id="a-boot"))

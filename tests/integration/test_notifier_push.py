@@ -11,27 +11,23 @@ from typing import Any
 
 import pytest
 
-from shared.events import Purpose
 from tests.conftest import bearer
 from tests.fakes.fcm import FCM_SCOPE, FakeFcm
 from tests.fakes.idp import FakeIdP
 from tests.fakes.slack import FakeSlack
 from tests.fakes.twilio import FakeTwilio
+from tests.integration.notifier_harness import consented, notifier_settings, patient_deliveries
 from tests.services.notifier.harness import (
     Service,
     api,
     eventually,
     eventually_async,
     publish_alerts,
-    publish_consent,
     put_contact,
-    routing_file,
     running,
-    settings,
-    sqlite_db,
     twilio_messages_to,
 )
-from tests.services.notifier.support import PATIENT_PHONE, alert_event, consent_event
+from tests.services.notifier.support import PATIENT_PHONE, alert_event
 
 pytestmark = pytest.mark.integration
 
@@ -56,13 +52,12 @@ async def service(
     fcm: FakeFcm,
 ) -> AsyncIterator[Service]:
     """The notifier with Slack, Twilio and FCM configured (FCM_CREDENTIALS_FILE, FCM_API_BASE_URL)."""
-    config = settings(
-        broker=broker,
-        idp=idp,
-        db=sqlite_db(tmp_path),
-        slack=fake_slack,
-        twilio=twilio,
-        routing=routing_file(tmp_path),
+    config = notifier_settings(
+        broker,
+        idp,
+        tmp_path,
+        fake_slack,
+        twilio,
         fcm_credentials_file=str(fcm.write_service_account(tmp_path / "service-account.json")),
         fcm_api_base_url=fcm.base_url,
     )
@@ -72,8 +67,7 @@ async def service(
 
 async def push_patient(service: Service, idp: FakeIdP, patient: str, tokens: list[str]) -> None:
     """A tenant-a patient who wants push first, then SMS."""
-    await publish_consent(service.broker, consent_event(patient, Purpose.NOTIFICATIONS, True))
-    await eventually(lambda: service.notifier.consent.tenant_of(patient))
+    await consented(service, patient)
     await put_contact(
         service,
         idp,
@@ -97,8 +91,7 @@ def refusals(fcm: FakeFcm, reason: str) -> list[dict[str, Any]]:
 
 async def patient_sends(service: Service, idp: FakeIdP, alert_id: str, count: int) -> Any:
     """The patient's deliveries of an alert once `count` of them are settled (sent or failed)."""
-    response = await api(service, "GET", f"/v1/alerts/{alert_id}", bearer(idp, "alerts:read"))
-    rows = [d for d in response.json()["deliveries"] if d["recipient_kind"] == "patient"]
+    rows = await patient_deliveries(service, idp, alert_id)
     settled = [d for d in rows if d["status"] in ("sent", "failed")]
     return rows if len(settled) == count else None
 
