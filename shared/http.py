@@ -84,6 +84,13 @@ def validation_response(exc: RequestValidationError) -> JSONResponse:
     return JSONResponse(error_body("validation_error", summary, details), status_code=422)
 
 
+def api_error_response(exc: ApiError) -> JSONResponse:
+    """The answer to an ApiError: its status, headers and the shared error body."""
+    return JSONResponse(
+        error_body(exc.code, exc.message, exc.details), status_code=exc.status, headers=exc.headers
+    )
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """Map every error to the shared body shape; unexpected errors are logged, never leaked."""
 
@@ -93,11 +100,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(ApiError)
     async def on_api_error(_: Request, exc: ApiError) -> JSONResponse:
-        return JSONResponse(
-            error_body(exc.code, exc.message, exc.details),
-            status_code=exc.status,
-            headers=exc.headers,
-        )
+        return api_error_response(exc)
 
     @app.exception_handler(StarletteHTTPException)
     async def on_http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -250,27 +253,14 @@ class BodySizeLimitMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        declared = dict(scope["headers"]).get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+        if declared_too_large(scope["headers"], self.max_bytes):
             await self._reject(send)
             return
-        received = 0
-        too_large = False
-
-        async def limited_receive() -> Message:
-            nonlocal received, too_large
-            message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > self.max_bytes:
-                    too_large = True
-                    raise _BodyTooLargeError
-            return message
-
+        limited = CappedReceive(receive, self.max_bytes)
         try:
-            await self.app(scope, limited_receive, send)
-        except _BodyTooLargeError:
-            if too_large:
+            await self.app(scope, limited, send)
+        except BodyTooLargeError:
+            if limited.exceeded:
                 await self._reject(send)
 
     async def _reject(self, send: Send) -> None:
@@ -284,8 +274,33 @@ def body_too_large(max_bytes: int) -> JSONResponse:
     )
 
 
-class _BodyTooLargeError(Exception):
-    pass
+class BodyTooLargeError(Exception):
+    """Raised by CappedReceive when the body read so far is over the cap."""
+
+
+def declared_too_large(headers: list[tuple[bytes, bytes]], max_bytes: int) -> bool:
+    """Whether the request's Content-Length already says the body is over the cap."""
+    declared = dict(headers).get(b"content-length")
+    return declared is not None and declared.isdigit() and int(declared) > max_bytes
+
+
+class CappedReceive:
+    """An ASGI receive that raises BodyTooLargeError once more than max_bytes of body arrived."""
+
+    def __init__(self, receive: Receive, max_bytes: int) -> None:
+        self._receive = receive
+        self._max_bytes = max_bytes
+        self._received = 0
+        self.exceeded = False
+
+    async def __call__(self) -> Message:
+        message = await self._receive()
+        if message["type"] == "http.request":
+            self._received += len(message.get("body", b""))
+            if self._received > self._max_bytes:
+                self.exceeded = True
+                raise BodyTooLargeError
+        return message
 
 
 async def _empty_receive() -> Message:

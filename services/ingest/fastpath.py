@@ -15,14 +15,17 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.requests import Request
 from starlette.routing import BaseRoute
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from services.ingest.api import readings_endpoint
 from shared.http import (
     ApiError,
+    BodyTooLargeError,
+    CappedReceive,
+    api_error_response,
     audit_refusal,
     body_too_large,
-    error_body,
+    declared_too_large,
     request_id_of,
     validation_response,
 )
@@ -69,33 +72,13 @@ class ReadingsFastPath:
     async def _respond(self, scope: Scope, receive: Receive) -> JSONResponse:
         """The endpoint's answer, with errors mapped as the app's exception handlers map them."""
         cap = self.max_body_bytes
-        for name, value in scope["headers"]:
-            if name == b"content-length" and value.isdigit() and int(value) > cap:
-                return body_too_large(cap)
-        received = 0
-
-        async def limited_receive() -> Message:
-            nonlocal received
-            message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > cap:
-                    raise _BodyTooLargeError
-            return message
-
+        if declared_too_large(scope["headers"], cap):
+            return body_too_large(cap)
         try:
-            return await readings_endpoint(Request(scope, limited_receive))
-        except _BodyTooLargeError:
+            return await readings_endpoint(Request(scope, CappedReceive(receive, cap)))
+        except BodyTooLargeError:
             return body_too_large(cap)
         except ApiError as exc:
-            return JSONResponse(
-                error_body(exc.code, exc.message, exc.details),
-                status_code=exc.status,
-                headers=exc.headers,
-            )
+            return api_error_response(exc)
         except RequestValidationError as exc:
             return validation_response(exc)
-
-
-class _BodyTooLargeError(Exception):
-    pass
