@@ -10,7 +10,7 @@ from typing import Any
 import aiosqlite
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Connection
+from sqlalchemy import Connection, event
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 
 
@@ -27,7 +27,8 @@ def async_url(url: str) -> str:
 
 
 def make_engine(url: str, *, schema: str | None = None, sqlite_inline: bool = False) -> AsyncEngine:
-    """Create the engine; SQLite files get their folder; `schema` sets PostgreSQL's search_path.
+    """Create the engine; SQLite files get their folder and SQLITE_PRAGMAS; `schema` sets
+    PostgreSQL's search_path.
 
     `sqlite_inline`: run each SQLite call on the event loop's thread instead of aiosqlite's worker
     thread (see InlineSqliteConnection); for a service whose write transactions never await
@@ -46,7 +47,25 @@ def make_engine(url: str, *, schema: str | None = None, sqlite_inline: bool = Fa
         connect_args["server_settings"] = {"search_path": schema}
     # A local SQLite file cannot go stale like a network connection: no ping per checkout.
     pre_ping = not url.startswith("sqlite")
-    return create_async_engine(url, connect_args=connect_args, pool_pre_ping=pre_ping, **extra)
+    engine = create_async_engine(url, connect_args=connect_args, pool_pre_ping=pre_ping, **extra)
+    if sqlite_file:
+        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+    return engine
+
+
+# Every SQLite file: WAL (readers run beside the writer, and a commit is one append + one fsync
+# of the log instead of the rollback journal's several fsyncs: ~0.25 vs ~0.95 ms a commit here),
+# synchronous=FULL (a committed transaction survives a power cut too: services commit their Kafka
+# offset after the database commit, so NORMAL could lose an accepted event), and a busy timeout
+# for the other processes sharing the file (migrations, a second replica, sqlite3 by hand).
+SQLITE_PRAGMAS = ("PRAGMA busy_timeout=5000", "PRAGMA journal_mode=WAL", "PRAGMA synchronous=FULL")
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    for pragma in SQLITE_PRAGMAS:
+        cursor.execute(pragma)
+    cursor.close()
 
 
 class InlineSqliteConnection(aiosqlite.Connection):

@@ -16,7 +16,7 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import bindparam, delete, event, insert, or_, select, update
+from sqlalchemy import bindparam, delete, insert, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -206,8 +206,6 @@ class Store:
         self.clock = clock
         self.sqlite = engine.dialect.name == "sqlite"
         self._write_lock = asyncio.Lock()
-        if self.sqlite:
-            event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
 
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[Tx]:
@@ -304,13 +302,3 @@ async def delete_patient_alerts(tx: Tx, patient_id: str) -> int:
     await tx.conn.execute(delete(deliveries).where(deliveries.c.patient_id == patient_id))
     result = await tx.conn.execute(delete(alerts).where(alerts.c.patient_id == patient_id))
     return int(result.rowcount or 0)
-
-
-def _sqlite_pragmas(dbapi_connection: Any, _: Any) -> None:
-    """WAL lets readers run beside the writer; a busy timeout covers other processes."""
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA busy_timeout=5000")
-    with contextlib.suppress(Exception):  # ":memory:" databases have no WAL
-        cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.close()
