@@ -53,9 +53,20 @@ class KafkaRuntime:
         self._components: list[tuple[str, Callable[[], Awaitable[None]], Callable[[], bool]]] = []
         self.topics_ready = asyncio.Event()
 
-    def add_consumer(self, topic: Topic[E], handler: Handler[E], *, group_id: str) -> None:
-        """Register a per-message consumer; it starts with the runtime."""
-        self._consumers.append(self._consumer(topic, group_id, handler=handler))
+    def add_consumer(
+        self, topic: Topic[E], handler: Handler[E], *, group_id: str, background: bool = False
+    ) -> None:
+        """Register a per-message consumer; it starts with the runtime. `background`: nobody
+        waits on its events (KAFKA_BACKGROUND_FETCH_MAX_WAIT_MS instead of
+        KAFKA_FETCH_MAX_WAIT_MS), so it fetches less often when idle."""
+        wait = (
+            self._settings.kafka_background_fetch_max_wait_ms
+            if background
+            else self._settings.kafka_fetch_max_wait_ms
+        )
+        self._consumers.append(
+            self._consumer(topic, group_id, handler=handler, fetch_max_wait_ms=wait)
+        )
 
     def add_batch_consumer(
         self,
@@ -75,6 +86,7 @@ class KafkaRuntime:
                 batch_handler=handler,
                 on_revoked=on_revoked,
                 on_assigned=on_assigned,
+                fetch_max_wait_ms=self._settings.kafka_fetch_max_wait_ms,
             )
         )
 
@@ -88,7 +100,6 @@ class KafkaRuntime:
             metrics=self._metrics,
             session_timeout_ms=self._settings.kafka_session_timeout_ms,
             heartbeat_interval_ms=self._settings.kafka_heartbeat_interval_ms,
-            fetch_max_wait_ms=self._settings.kafka_fetch_max_wait_ms,
             **handling,
         )
 

@@ -42,6 +42,7 @@ class ServiceKit:
             ERASURE,
             erasure_handler(service=service, erase=erase, publisher=self.runtime.publisher),
             group_id=f"{group_id}-erasure",
+            background=True,
         )
         self.audit_sink = KafkaAuditSink(self.runtime.publisher)
         self._auth_http = httpx.AsyncClient(timeout=5.0)

@@ -23,6 +23,12 @@ class ServiceSettings(BaseSettings):
     kafka_fetch_max_wait_ms: int = Field(
         500, ge=1, description="Longest a fetch waits for data (lower it for the embedded broker)."
     )
+    kafka_background_fetch_max_wait_ms: int = Field(
+        500,
+        ge=1,
+        description="Fetch wait of consumers nobody waits on (erasure, vendor pull notices, audit,"
+        " thresholds): an idle consumer fetches 1000/wait times a second.",
+    )
     kafka_publish_timeout_s: float = Field(5.0, gt=0, description="Max wait for a broker ack.")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["json", "console"] = "json"

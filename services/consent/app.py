@@ -57,13 +57,16 @@ def create_app(settings: ConsentSettings) -> FastAPI:
             await asyncio.sleep(settings.audit_checkpoint_interval_s)
             await audit_log.checkpoint(datetime.now(UTC))
 
-    runtime.add_consumer(AUDIT, on_audit_recorded, group_id=settings.audit_group_id)
+    runtime.add_consumer(
+        AUDIT, on_audit_recorded, group_id=settings.audit_group_id, background=True
+    )
     runtime.add_consumer(
         ERASURE,
         lambda event, ctx: on_erasure_event(
             event, ctx, store=store, publisher=runtime.publisher, now=datetime.now(UTC)
         ),
         group_id=f"{SERVICE}-erasure",
+        background=True,
     )
     runtime.add_component("outbox_relay", relay.run, lambda: True)
     runtime.add_component("database", checkpoints, migrated.is_set)

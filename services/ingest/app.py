@@ -178,7 +178,10 @@ def _wire_pulls(
         max_wait_s=settings.vendor_max_retry_after_s,
     )
     kit.runtime.add_consumer(
-        VENDOR_NOTIFICATIONS, puller.on_vendor_notification, group_id=settings.ingest_group_id
+        VENDOR_NOTIFICATIONS,
+        puller.on_vendor_notification,
+        group_id=settings.ingest_group_id,
+        background=True,
     )
     relay = DeferredPullRelay(
         store=deferrals,

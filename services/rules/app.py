@@ -87,7 +87,7 @@ def _wire(
         partial(on_thresholds_changed, engine=engine),
         bootstrap_servers=settings.kafka_bootstrap_servers,
         client_id=f"{SERVICE}-thresholds",
-        fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms,
+        fetch_max_wait_ms=settings.kafka_background_fetch_max_wait_ms,
     )
 
     async def gaps() -> None:
