@@ -15,7 +15,7 @@ import pytest
 from shared.vitals import GLUCOSE_MMOL_TO_MG_DL
 from tests.conftest import bearer
 from tests.fakes.idp import FakeIdP
-from tests.integration.test_ingest_webhooks import (
+from tests.integration.ingest_harness import (
     Ingest,
     apple_hr_body,
     ingest_service,

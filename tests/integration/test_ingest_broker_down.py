@@ -15,7 +15,7 @@ from deploy.embedded_broker import free_port, start_tansu, stop_tansu
 from tests.fakes.fitbit import FakeFitbit
 from tests.fakes.google_health import FakeGoogleHealth
 from tests.fakes.idp import FakeIdP
-from tests.integration.test_ingest_webhooks import (
+from tests.integration.ingest_harness import (
     END_ISO,
     START,
     START_ISO,

@@ -16,7 +16,7 @@ from services.consent.app import create_app as create_consent
 from services.consent.settings import ConsentSettings
 from tests.conftest import FAST_GROUPS, auth_settings, bearer, serving, wait_ready
 from tests.fakes.idp import FakeIdP
-from tests.integration.test_ingest_webhooks import (
+from tests.integration.ingest_harness import (
     START,
     Ingest,
     apple_hr_body,

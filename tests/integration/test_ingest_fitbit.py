@@ -17,7 +17,7 @@ import pytest
 from shared.topics import READINGS, VENDOR_NOTIFICATIONS
 from tests.fakes.fitbit import FakeFitbit, FitbitRequest
 from tests.fakes.idp import FakeIdP
-from tests.integration.test_ingest_webhooks import (
+from tests.integration.ingest_harness import (
     FITBIT_VERIFICATION_CODE,
     Ingest,
     dead_letters,

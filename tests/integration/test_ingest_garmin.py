@@ -17,7 +17,7 @@ from starlette.routing import Route
 from shared.topics import VENDOR_NOTIFICATIONS
 from tests.fakes.idp import FakeIdP
 from tests.fakes.server import ThreadedServer
-from tests.integration.test_ingest_webhooks import (
+from tests.integration.ingest_harness import (
     GARMIN_CLIENT_ID,
     START,
     Ingest,

@@ -20,7 +20,7 @@ from tests.fakes.google_health import (
     oxygen_saturation_point,
 )
 from tests.fakes.idp import FakeIdP
-from tests.integration.test_ingest_webhooks import (
+from tests.integration.ingest_harness import (
     Ingest,
     dead_letters,
     ingest_service,

@@ -16,7 +16,7 @@ import pytest
 
 from tests.conftest import TEST_POSTGRES_URL, bearer
 from tests.fakes.idp import FakeIdP
-from tests.integration.test_ingest_webhooks import (
+from tests.integration.ingest_harness import (
     START,
     Ingest,
     garmin_dailies,
