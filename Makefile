@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 export PATH := $(abspath $(BIN)):$(PATH)
 
 .DEFAULT_GOAL := help
-.PHONY: help venv browser run test test-unit test-integration lint typecheck schemas schemas-check bench bench-ingest bench-rules demo token clean
+.PHONY: help venv browser run test test-unit test-integration lint typecheck schemas schemas-check bench bench-ingest bench-rules bench-idle demo token clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -62,6 +62,9 @@ bench: $(STAMP) ## End-to-end benchmark: ingest -> Kafka -> rules -> notifier ->
 
 bench-ingest: $(STAMP) ## Batched ingest: Garmin day pushes and Health Auto Export batches, readings/s
 	$(BIN)/python -m tools.bench_ingest $(BENCH_INGEST_ARGS)
+
+bench-idle: $(STAMP) ## CPU the whole stack uses doing nothing (per process, share of one core)
+	$(BIN)/python -m tools.bench_idle $(BENCH_IDLE_ARGS)
 
 bench-rules: $(STAMP) ## Rules engine on synthetic patient-days: sensitivity, delay, false alerts, readings/s, memory
 	$(BIN)/python -m tools.bench_rules $(BENCH_RULES_ARGS)
