@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from tools.bench_e2e import EPISODE_READINGS, E2ERun
-from tools.bench_revoke import RevokeRun
+from tools.bench_revoke import TIMEOUT_S, RevokeRun
 from tools.bench_stack import REPO_ROOT, HandlerStat
 from tools.bench_wrk import WrkResult
 
@@ -225,6 +225,10 @@ def _revocation_summary(run: RevokeRun) -> list[str]:
         f"- Slack pages for these patients: {len(pages.first_at) if pages else 0} patients paged "
         f"(at most the {opened} with an episode); paged more than once: "
         f"{pages.duplicates if pages else 0}",
+        f"- the notifier's chat.update cancelling the alert's Slack message after the revoke: "
+        f"{len(run.slack_update_s)}/{len(run.slack_posts)} messages (those posted before the "
+        f"revoke); never seen within {TIMEOUT_S:.0f} s: "
+        f"{len(run.slack_posts) - len(run.slack_update_s)}",
         f"- POSTs (one episode each) per revoke until withheld: mean {sum(probes) / max(1, len(probes)):.1f}, "
         f"max {max(probes, default=0)}; warm-up patient (not in the figures): {warmup}",
         f"- ingest part of the requirement (p99 < {_ms(REVOKE_TARGET_S)}): {verdict} "
@@ -250,6 +254,11 @@ def render_revocations(run: RevokeRun) -> list[str]:
         _latency_row(
             "revoke 200 → same event, its record timestamp (rules' producer clock)",
             run.resolve_s(record_time=True),
+        ),
+        _latency_row(
+            "revoke 200 → notifier's chat.update at the fake Slack, "
+            "the fake's receipt time (same monotonic clock)",
+            run.slack_update_s,
         ),
         _latency_row("grant 201 → ingest accepts the next episode", run.grant_to_accept_s),
         _latency_row("POST /v1/readings, 3 readings, while probing (resolution)", run.probe_s()),

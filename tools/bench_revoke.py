@@ -6,9 +6,14 @@ withheld_no_consent per reading, so a withheld episode answers 3. One patient at
 monitoring consent, post episodes until ingest accepts one (withheld_no_consent == 0), wait until
 rules' `opened` event for it is on alerts.v1, revoke, then post the patient's episodes back to back
 (each POST starts when the previous one answered) until ingest answers withheld_no_consent == 3,
-and wait for rules' `resolved` event with reason `consent_revoked`. Every time is this process's time.perf_counter(), read when the response (or
-the alerts.v1 record) was received; the resolve is also timed by its record timestamp (rules'
-producer clock, ms) against time.time() at the revoke's 200.
+and wait for rules' `resolved` event with reason `consent_revoked`. Every time is this process's
+time.perf_counter(), read when the response (or the alerts.v1 record) was received; the resolve is
+also timed by its record timestamp (rules' producer clock, ms) against time.time() at the revoke's
+200. The notifier's part: before the revoke the bench waits until the fake Slack has the
+notifier's chat.postMessage of the patient's alert (a main message naming the patient), after it
+until the fake has a chat.update of that message (same ts; the fake accepts an update only in the
+message's own channel) showing the cancellation. That one is timed by the fake's receipt stamp,
+its time.perf_counter() on arrival: CLOCK_MONOTONIC, the bench's clock too (tools/bench_slack.py).
 """
 
 from __future__ import annotations
@@ -26,8 +31,10 @@ from pydantic import ValidationError
 
 from shared.events import AlertKind
 from shared.topics import ALERTS
+from tests.fakes.slack import SlackCall
 from tools.bench_auth import CONSENT_ADMIN, READINGS_WRITE, BenchAuth
 from tools.bench_e2e import EPISODE_READINGS, RED_HEART_RATE, AlertTracker, episode_body
+from tools.bench_slack import RemoteSlack
 from tools.bench_stack import FETCH_MAX_WAIT_MS, Stack
 
 TIMEOUT_S = 10.0  # for one acceptance, one enforcement, one alert to show up
@@ -107,6 +114,8 @@ class RevokeRun:
     watch: AlertWatch = field(default_factory=AlertWatch)
     failures: Counter[str] = field(default_factory=Counter)
     pages: AlertTracker | None = None  # the fake Slack's calls naming these patients
+    slack_posts: dict[str, SlackCall] = field(default_factory=dict)  # main message before revoke
+    slack_update_s: list[float] = field(default_factory=list)  # revoke 200 → its chat.update
 
     def enforcement_s(self) -> list[float]:
         """Revoke 200 → ingest withholds the patient's next episode."""
@@ -137,6 +146,8 @@ class Clients:
     consent: httpx.AsyncClient
     readings_auth: dict[str, str]
     consent_auth: dict[str, str]
+    slack: RemoteSlack
+    slack_http: httpx.AsyncClient  # for its long polls
 
 
 async def post_episode(clients: Clients, patient_id: str) -> int:
@@ -197,7 +208,8 @@ async def revoke(clients: Clients, patient_id: str, consent_id: str) -> tuple[fl
 
 
 async def open_episode(clients: Clients, run: RevokeRun, patient_id: str) -> str:
-    """Grant, wait until ingest accepts a red episode and rules' `opened` is on alerts.v1.
+    """Grant, wait until ingest accepts a red episode, rules' `opened` is on alerts.v1 and the
+    notifier's Slack post of the alert is at the fake Slack.
 
     Rules reads consent.v1 on its own: if its view lagged behind ingest's, it skipped the
     episode's readings, so another episode is posted (up to 3 in all) before giving up.
@@ -211,6 +223,11 @@ async def open_episode(clients: Clients, run: RevokeRun, patient_id: str) -> str
     for _attempt in range(3):
         if await run.watch.wait_for(run.watch.opened, patient_id, TIMEOUT_S / 3):
             run.opened_before_revoke.add(patient_id)
+            post = await clients.slack.main_post(clients.slack_http, patient_id, TIMEOUT_S)
+            if post is None:
+                run.failures["no Slack post before the revoke"] += 1
+            else:
+                run.slack_posts[patient_id] = post
             return consent_id
         await post_episode(clients, patient_id)
     run.failures["no opened event before revoke"] += 1
@@ -220,7 +237,7 @@ async def open_episode(clients: Clients, run: RevokeRun, patient_id: str) -> str
 async def revoke_and_probe(
     clients: Clients, run: RevokeRun, patient_id: str, consent_id: str
 ) -> None:
-    """Revoke, probe ingest until it withholds, then wait (bounded) for the resolve."""
+    """Revoke, probe ingest until it withholds, then wait (bounded) for resolve and update."""
     revoked_at, wall, request_s = await revoke(clients, patient_id, consent_id)
     enforced_at, probes = await post_until(clients, patient_id, withheld=EPISODE_READINGS)
     run.revocations.append(
@@ -232,6 +249,13 @@ async def revoke_and_probe(
         run.watch.resolved, patient_id, TIMEOUT_S
     ):
         run.failures["no consent_revoked resolve"] += 1
+    post = run.slack_posts.get(patient_id)
+    if post is not None:
+        update = await clients.slack.update_of(clients.slack_http, post, "cancelled", TIMEOUT_S)
+        if update is None:
+            run.failures["no chat.update cancelling the Slack message"] += 1
+        else:
+            run.slack_update_s.append(update.received_at - revoked_at)
 
 
 async def warm_up(clients: Clients, watch: AlertWatch, patient_id: str) -> float | None:
@@ -261,9 +285,15 @@ async def _phase(
         async with (
             httpx.AsyncClient(base_url=stack.ingest_url, limits=one, timeout=TIMEOUT_S) as ingest,
             httpx.AsyncClient(base_url=stack.consent_url, limits=one, timeout=TIMEOUT_S) as consent,
+            httpx.AsyncClient(limits=one) as slack_http,
         ):
             clients = Clients(
-                ingest, consent, auth.headers(READINGS_WRITE), auth.headers(CONSENT_ADMIN)
+                ingest,
+                consent,
+                auth.headers(READINGS_WRITE),
+                auth.headers(CONSENT_ADMIN),
+                slack=stack.slack,
+                slack_http=slack_http,
             )
             run.warmup_s = await warm_up(clients, run.watch, warmup_id)
             for patient_id in patient_ids:
