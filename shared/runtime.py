@@ -59,14 +59,7 @@ class KafkaRuntime:
         """Register a per-message consumer; it starts with the runtime. `background`: nobody
         waits on its events (KAFKA_BACKGROUND_FETCH_MAX_WAIT_MS instead of
         KAFKA_FETCH_MAX_WAIT_MS), so it fetches less often when idle."""
-        wait = (
-            self._settings.kafka_background_fetch_max_wait_ms
-            if background
-            else self._settings.kafka_fetch_max_wait_ms
-        )
-        self._consumers.append(
-            self._consumer(topic, group_id, handler=handler, fetch_max_wait_ms=wait)
-        )
+        self._consumers.append(self._consumer(topic, group_id, background, handler=handler))
 
     def add_batch_consumer(
         self,
@@ -83,23 +76,32 @@ class KafkaRuntime:
             self._consumer(
                 topic,
                 group_id,
+                False,
                 batch_handler=handler,
                 on_revoked=on_revoked,
                 on_assigned=on_assigned,
-                fetch_max_wait_ms=self._settings.kafka_fetch_max_wait_ms,
             )
         )
 
-    def _consumer(self, topic: Topic[E], group_id: str, **handling: Any) -> KafkaEventConsumer[E]:
+    def _consumer(
+        self, topic: Topic[E], group_id: str, background: bool, **handling: Any
+    ) -> KafkaEventConsumer[E]:
+        settings = self._settings
+        wait = (
+            settings.kafka_background_fetch_max_wait_ms
+            if background
+            else settings.kafka_fetch_max_wait_ms
+        )
         return KafkaEventConsumer(
             topic=topic,
             group_id=group_id,
             service=self.service,
-            bootstrap_servers=self._settings.kafka_bootstrap_servers,
+            bootstrap_servers=settings.kafka_bootstrap_servers,
             deadletter=self.publisher,
             metrics=self._metrics,
-            session_timeout_ms=self._settings.kafka_session_timeout_ms,
-            heartbeat_interval_ms=self._settings.kafka_heartbeat_interval_ms,
+            session_timeout_ms=settings.kafka_session_timeout_ms,
+            heartbeat_interval_ms=settings.kafka_heartbeat_interval_ms,
+            fetch_max_wait_ms=wait,
             **handling,
         )
 

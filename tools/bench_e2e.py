@@ -214,17 +214,24 @@ def warm_up(url: str, slack: RemoteSlack, patient_id: str, headers: dict[str, st
     return tracker.first_at[patient_id] - outcome.accepted_at[patient_id]
 
 
+def proc_stat(pid: int) -> tuple[str, int, float]:
+    """(command, parent pid, CPU seconds used so far, user + system) of a process, from
+    /proc/<pid>/stat; OSError when it is gone."""
+    text = Path(f"/proc/{pid}/stat").read_text()
+    command, fields = text[text.index("(") + 1 : text.rindex(")")], text[text.rindex(")") + 2 :]
+    values = fields.split()
+    return command, int(values[1]), (int(values[11]) + int(values[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def cpu_seconds(stack: Stack) -> dict[str, float]:
     """CPU time (user + system) used so far by each service process and by this process."""
-    tick = os.sysconf("SC_CLK_TCK")
     used = {"bench (posting clients, fake IdP)": sum(os.times()[:2])}
     pids = {name: p.proc.pid for name, p in stack.services.items()} | {
         "fake Slack": stack.slack.pid
     }
     for name, pid in pids.items():
         with contextlib.suppress(OSError):
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            used[name] = (int(fields[11]) + int(fields[12])) / tick
+            used[name] = proc_stat(pid)[2]
     return used
 
 

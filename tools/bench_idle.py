@@ -18,26 +18,23 @@ import time
 from pathlib import Path
 
 from tools.bench_auth import running_idp
+from tools.bench_e2e import proc_stat
 from tools.bench_report import machine_info
 from tools.bench_stack import StackOptions, running_stack
 
 
 def children_cpu(root: int) -> dict[tuple[int, str], float]:
     """CPU seconds used so far by every live descendant of `root`, keyed by (pid, command)."""
-    tick = os.sysconf("SC_CLK_TCK")
     parent: dict[int, int] = {}
     stat: dict[int, tuple[str, float]] = {}
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
         try:
-            text = Path(f"/proc/{entry}/stat").read_text()
+            name, parent[int(entry)], used = proc_stat(int(entry))
         except OSError:
             continue  # gone meanwhile
-        name, rest = text[text.index("(") + 1 : text.rindex(")")], text[text.rindex(")") + 2 :]
-        fields = rest.split()
-        parent[int(entry)] = int(fields[1])
-        stat[int(entry)] = (name, (int(fields[11]) + int(fields[12])) / tick)
+        stat[int(entry)] = (name, used)
     found: dict[tuple[int, str], float] = {}
     for pid, (name, used) in stat.items():
         ancestor = parent.get(pid)
