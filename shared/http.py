@@ -370,6 +370,18 @@ def build_app(
     return app
 
 
+def wrap_outermost(app: FastAPI, wrap: Callable[[ASGIApp], ASGIApp]) -> None:
+    """Put an ASGI layer in front of the app's whole middleware stack (error handling, body
+    limit, our middlewares, router), inside only FastAPI's own __call__ (which sets
+    scope["app"]). For a hot route that does the shared middlewares' per-request work itself."""
+    build = app.build_middleware_stack
+
+    def build_wrapped() -> ASGIApp:
+        return wrap(build())
+
+    app.build_middleware_stack = build_wrapped  # type: ignore[method-assign]
+
+
 class NotFoundError(ApiError):
     """Not found, or not the caller's (another tenant's patient gets the same answer)."""
 

@@ -4,14 +4,16 @@ Starts a fake identity provider, the embedded broker, a fake Slack and ingest, r
 as real subprocesses (CONSENT_REQUIRED=false), all on loopback, then:
   A. posts N sustained red episodes (one request of 3 readings per patient) and times each from
      its 202 to the fake Slack receipt;
-  B. runs the same wrk command against ingest and against a bare uvicorn app (the ceiling).
+  B. runs the same wrk command against a bare uvicorn app (the ceiling) and against ingest, in
+     that pipeline (context) and on a stack of ingest and the broker alone (issue 3's figure:
+     nothing else consumes the two cores, as in `make bench-ingest`).
 Then a second stack, with the consent service and CONSENT_REQUIRED=true:
   C. grants and revokes monitoring consent for K patients, one at a time, and times each revoke's
      200 to ingest withholding the patient's next reading and to rules' consent_revoked resolve.
 Every request carries a bearer token from the fake IdP. Prints a Markdown block for
 docs/benchmarks.md, with phase B's verdict against issue 3's target (>= 2,000 requests/s answered
-without error, p99 < 50 ms) and ingest's CPU time per request. `--throughput-only` runs phase B
-alone. Everything it started is stopped on any exit.
+without error, p99 < 50 ms, ingest + broker) and ingest's CPU time per request.
+`--throughput-only` runs the ceiling and the ingest + broker stack alone. Everything it started is stopped on any exit.
 """
 
 from __future__ import annotations
@@ -45,7 +47,7 @@ from tools.bench_stack import (
     spawn,
     wait_ready,
 )
-from tools.bench_wrk import WrkSettings, require_wrk, run_wrk, write_script
+from tools.bench_wrk import WrkResult, WrkSettings, require_wrk, run_wrk, write_script
 
 READINGS_PATH = "/v1/readings"
 TARGET_REQUESTS_PER_S = 2000  # issue 3: single-reading POST /v1/readings
@@ -97,63 +99,83 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def run_throughput(
-    stack: Stack, wrk: WrkSettings, work_dir: Path, run_id: str, token: str
-) -> tuple[Throughput, float]:
-    """Phase B: the ceiling first (stack idle), then ingest, with the identical wrk command.
-
-    Also returns ingest's CPU time per request answered without error during its wrk run: a
-    figure that stays comparable on a loaded machine, where requests/s does not."""
-    script = write_script(work_dir, run_id, token)
+def run_ceiling(wrk: WrkSettings, script: Path, work_dir: Path) -> WrkResult:
+    """The wrk command against a bare uvicorn app answering 202 (the ceiling)."""
     port, env = free_port(), dict(os.environ)
     with running_processes([]) as ceiling:
         ceiling.append(
             spawn("ceiling", ["-m", "tools.bench_ceiling", str(port)], port, env, work_dir)
         )
         wait_ready(ceiling)
-        ceiling_result = run_wrk(wrk, script, ceiling[0].url + READINGS_PATH)
+        return run_wrk(wrk, script, ceiling[0].url + READINGS_PATH)
+
+
+def run_ingest(stack: Stack, wrk: WrkSettings, script: Path) -> tuple[WrkResult, float]:
+    """The wrk command against ingest, and ingest's CPU time per request answered without error
+    during it: a figure that stays comparable on a loaded machine, where requests/s does not."""
     cpu_before = cpu_seconds(stack)["ingest"]
-    ingest_result = run_wrk(wrk, script, stack.ingest_url + READINGS_PATH)
-    answered = ingest_result.requests_per_s * ingest_result.duration_s
-    cpu_per_request = (cpu_seconds(stack)["ingest"] - cpu_before) / max(answered, 1.0)
-    throughput = Throughput(
-        command=wrk.display(f"http://127.0.0.1:PORT{READINGS_PATH}"),
-        ingest=ingest_result,
-        ceiling=ceiling_result,
-    )
-    return throughput, cpu_per_request
+    result = run_wrk(wrk, script, stack.ingest_url + READINGS_PATH)
+    answered = result.requests_per_s * result.duration_s
+    return result, (cpu_seconds(stack)["ingest"] - cpu_before) / max(answered, 1.0)
 
 
-def verdict_lines(tp: Throughput, cpu_per_request_s: float) -> list[str]:
-    """Phase B's target verdict and ingest's CPU per request."""
+def ingest_alone(
+    auth: BenchAuth, wrk: WrkSettings, work_dir: Path, run_id: str, *, with_ceiling: bool
+) -> tuple[WrkResult, float, WrkResult | None]:
+    """Phase B's figure for issue 3: a stack of ingest and the broker alone (nothing consumes
+    readings.v1, as in `make bench-ingest`); the ceiling first while it idles, when asked."""
+    work_dir.mkdir(exist_ok=True)
+    with running_stack(work_dir, StackOptions(auth.env(), services=("ingest",))) as stack:
+        script = write_script(work_dir, run_id, auth.token(READINGS_WRITE))
+        ceiling = run_ceiling(wrk, script, work_dir) if with_ceiling else None
+        warm_up = WrkSettings(wrk.threads, wrk.connections, 1)
+        run_wrk(warm_up, script, stack.ingest_url + READINGS_PATH)  # JWKS, token cache
+        result, cpu = run_ingest(stack, wrk, script)
+    return result, cpu, ceiling
+
+
+def verdict_lines(
+    tp: Throughput, cpu_per_request_s: float, pipeline_cpu_s: float | None
+) -> list[str]:
+    """Phase B's target verdict (ingest + broker) and ingest's CPU per request."""
     met = tp.ingest.requests_per_s >= TARGET_REQUESTS_PER_S and tp.ingest.p99_ms < TARGET_P99_MS
-    return [
-        f"- target ≥ {TARGET_REQUESTS_PER_S:,} requests/s with p99 < {TARGET_P99_MS:g} ms: "
-        f"{'met' if met else 'NOT met'}",
+    lines = [
+        f"- target ≥ {TARGET_REQUESTS_PER_S:,} requests/s with p99 < {TARGET_P99_MS:g} ms "
+        f"(ingest + broker): {'met' if met else 'NOT met'}",
         f"- ingest CPU per request answered (process CPU time / requests without error): "
         f"{cpu_per_request_s * 1e6:.0f} µs",
     ]
+    if tp.pipeline is not None and pipeline_cpu_s is not None:
+        lines.append(
+            f"- the same with rules + notifier consuming on the same cores: "
+            f"{tp.pipeline.requests_per_s:,.0f} requests/s, p99 {tp.pipeline.p99_ms:.1f} ms, "
+            f"ingest CPU per request {pipeline_cpu_s * 1e6:.0f} µs"
+        )
+    return lines
 
 
 def throughput_only(args: argparse.Namespace, wrk_version: str) -> str:
-    """Phase B alone, on a stack without the consent service."""
+    """Phase B alone: the ceiling, then ingest, on a stack of ingest and the broker."""
     run_id = secrets.token_hex(3)
     wrk = WrkSettings(args.wrk_threads, args.wrk_connections, args.wrk_duration)
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp, running_idp() as auth:
-        with running_stack(Path(tmp), StackOptions(auth.env())) as stack:
-            warm_up = WrkSettings(args.wrk_threads, args.wrk_connections, 1)
-            script = write_script(Path(tmp), run_id, auth.token(READINGS_WRITE))
-            run_wrk(warm_up, script, stack.ingest_url + READINGS_PATH)  # JWKS, consumer groups
-            tp, cpu = run_throughput(stack, wrk, Path(tmp), run_id, auth.token(READINGS_WRITE))
+        ingest, cpu, ceiling = ingest_alone(auth, wrk, Path(tmp), run_id, with_ceiling=True)
+    assert ceiling is not None
+    tp = Throughput(command=_command(wrk), ingest=ingest, ceiling=ceiling)
     lines = ["## Benchmark run (phase B only)", ""]
     lines += [f"- {key}: {value}" for key, value in machine_info(wrk_version)]
-    return "\n".join([*lines, "", *render_throughput(tp), "", *verdict_lines(tp, cpu)])
+    return "\n".join([*lines, "", *render_throughput(tp), "", *verdict_lines(tp, cpu, None)])
+
+
+def _command(wrk: WrkSettings) -> str:
+    return wrk.display(f"http://127.0.0.1:PORT{READINGS_PATH}")
 
 
 def phases_a_b(
     args: argparse.Namespace, auth: BenchAuth, work_dir: Path, run_id: str
-) -> tuple[E2ERun, list[HandlerStat], tuple[Throughput, float], dict[str, int]]:
-    """Phases A and B on a stack without the consent service (CONSENT_REQUIRED=false)."""
+) -> tuple[E2ERun, list[HandlerStat], tuple[WrkResult, WrkResult, float], dict[str, int]]:
+    """Phase A, then phase B's ceiling and its run inside the whole pipeline, on a stack without
+    the consent service (CONSENT_REQUIRED=false)."""
     wrk = WrkSettings(args.wrk_threads, args.wrk_connections, args.wrk_duration)
     options = StackOptions(auth.env(), notifier_db=args.notifier_db)
     with running_stack(work_dir, options) as stack:
@@ -162,10 +184,12 @@ def phases_a_b(
         e2e = run_e2e(stack, run_id, load, auth.headers(READINGS_WRITE))
         handlers = handler_stats(stack.services.values())
         print("phase B: wrk against ceiling, then ingest ...", file=sys.stderr, flush=True)
-        throughput = run_throughput(stack, wrk, work_dir, run_id, auth.token(READINGS_WRITE))
+        script = write_script(work_dir, run_id, auth.token(READINGS_WRITE))
+        ceiling = run_ceiling(wrk, script, work_dir)
+        pipeline, cpu = run_ingest(stack, wrk, script)
         e2e.tracker.scan(list(stack.slack.calls))  # late duplicates count too
         logs = {name: p.log_lines() for name, p in stack.services.items()}
-    return e2e, handlers, throughput, logs
+    return e2e, handlers, (pipeline, ceiling, cpu), logs
 
 
 def phase_c(
@@ -192,14 +216,25 @@ def benchmark(args: argparse.Namespace, wrk_version: str) -> str:
         work_ab, work_c = Path(tmp, "ab"), Path(tmp, "c")
         work_ab.mkdir()
         work_c.mkdir()
-        e2e, handlers, (throughput, cpu), logs = phases_a_b(args, auth, work_ab, run_id)
+        e2e, handlers, (pipeline, ceiling, pipeline_cpu), logs = phases_a_b(
+            args, auth, work_ab, run_id
+        )
+        print("phase B: wrk against ingest + broker alone ...", file=sys.stderr, flush=True)
+        wrk = WrkSettings(args.wrk_threads, args.wrk_connections, args.wrk_duration)
+        ingest, cpu, _ = ingest_alone(auth, wrk, Path(tmp, "b"), run_id, with_ceiling=False)
+        throughput = Throughput(_command(wrk), ingest=ingest, ceiling=ceiling, pipeline=pipeline)
         revocations = None
         if args.revocations:
             revocations, logs_c = phase_c(args, auth, work_c, run_id)
             logs |= logs_c
     report = render(machine_info(wrk_version), e2e, handlers, throughput, revocations, logs)
     return "\n".join(
-        [report, "", "Phase B against issue 3's target:", *verdict_lines(throughput, cpu)]
+        [
+            report,
+            "",
+            "Phase B against issue 3's target:",
+            *verdict_lines(throughput, cpu, pipeline_cpu),
+        ]
     )
 
 

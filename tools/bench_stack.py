@@ -85,6 +85,7 @@ class StackOptions:
     consent_required: bool = False
     with_consent_service: bool = False
     notifier_db: str = "sqlite"  # or "postgresql": a fresh schema on BENCH_POSTGRES_URL
+    services: tuple[str, ...] = SERVICES  # ("ingest",): ingest and the broker alone
 
 
 @dataclass(frozen=True)
@@ -330,7 +331,7 @@ def running_stack(log_dir: Path, options: StackOptions) -> Iterator[Stack]:
         wait_ready(fake)
         slack = RemoteSlack(fake[0].url, fake[0].proc.pid)
         bootstrap = f"127.0.0.1:{broker_port}"
-        names = (*SERVICES, "consent") if options.with_consent_service else SERVICES
+        names = (*options.services, "consent") if options.with_consent_service else options.services
         ports = {name: free_port() for name in names}
         env = service_env(bootstrap, slack, ports, options, log_dir)
         env = exits.enter_context(notifier_database(options.notifier_db, env))

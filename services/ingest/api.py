@@ -11,6 +11,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from starlette.datastructures import State
 
 from services.ingest.domain import SubmittedReading
 from services.ingest.errors import BrokerUnavailableError, ConsentUnknownError
@@ -95,7 +96,12 @@ async def readings_endpoint(request: Request) -> JSONResponse:
     await require_json(request)
     caller = await _require_readings_write(request)
     body = parse_readings(await request.body())
-    samples = [
+    return await _submit(request, samples_of(body), caller, field_prefix="readings")
+
+
+def samples_of(body: ReadingsIn) -> list[SubmittedReading]:
+    """The submitted samples of a parsed POST /v1/readings body."""
+    return [
         SubmittedReading(
             patient_id=r.patient_id,
             metric=r.metric,
@@ -107,7 +113,6 @@ async def readings_endpoint(request: Request) -> JSONResponse:
         )
         for r in body.readings
     ]
-    return await _submit(request, samples, caller, field_prefix="readings")
 
 
 def _inline_schema(model: type[BaseModel]) -> dict[str, Any]:
@@ -216,7 +221,15 @@ async def _submit(
     request: Request, samples: list[SubmittedReading], caller: Principal, *, field_prefix: str
 ) -> JSONResponse:
     """Normalize, check consent and publish all-or-nothing; map outcomes to HTTP."""
-    state = request.app.state
+    status, body = await submit(request.app.state, samples, caller, field_prefix=field_prefix)
+    return JSONResponse(body, status_code=status)
+
+
+async def submit(
+    state: State, samples: list[SubmittedReading], caller: Principal, *, field_prefix: str
+) -> tuple[int, dict[str, Any]]:
+    """Normalize, check consent and publish all-or-nothing: the answer's status and JSON body
+    (202 or 422). Raises ApiError (503) when consent is still loading or the broker is down."""
     try:
         result = await accept_readings(
             samples,
@@ -232,7 +245,7 @@ async def _submit(
             for r in exc.rejected
         ]
         summary = "; ".join(f"{d['field']}: {d['message']}" for d in details[:5])
-        return JSONResponse(error_body("invalid_reading", summary, details), status_code=422)
+        return 422, error_body("invalid_reading", summary, details)
     except ConsentUnknownError as exc:
         raise ConsentLoadingError(
             "readings not accepted: consent state is still loading, retry later",
@@ -252,4 +265,4 @@ async def _submit(
         "reading_ids": result.reading_ids,
         "withheld_no_consent": result.withheld_no_consent,
     }
-    return JSONResponse(accepted, status_code=202)
+    return 202, accepted

@@ -27,6 +27,7 @@ from services.ingest.vendors import google_health
 from services.ingest.webhook_support import VendorPipeline, install_database_errors
 from services.ingest.webhooks import build_webhook_router
 from shared.db import make_engine, migrate
+from shared.http import wrap_outermost
 from shared.service import ServiceKit
 from shared.topics import VENDOR_NOTIFICATIONS
 
@@ -113,11 +114,11 @@ def create_app(settings: IngestSettings) -> FastAPI:
     app.include_router(build_webhook_router())
     app.include_router(build_connections_router())
     route = next(r for r in readings.routes if getattr(r, "path", None) == PATH)
-    app.add_middleware(  # outermost of ours: answers POST /v1/readings before the router
-        ReadingsFastPath,
-        route=route,
-        max_body_bytes=settings.ingest_max_body_bytes,
-        service=SERVICE,
+    wrap_outermost(  # answers POST /v1/readings in front of the middleware stack
+        app,
+        lambda inner: ReadingsFastPath(
+            inner, route=route, max_body_bytes=settings.ingest_max_body_bytes, service=SERVICE
+        ),
     )
     return app
 

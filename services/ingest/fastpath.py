@@ -1,40 +1,39 @@
-"""POST /v1/readings served without FastAPI's router: the ingest API's busiest call.
+"""POST /v1/readings, the ingest API's busiest call, answered in front of the app's middleware.
 
-The route stays declared in services.ingest.api (OpenAPI documents it, and it answers whenever
-the fast path is not mounted); this ASGI middleware answers that one method and path itself, with
-the same per-request work the shared middlewares do (request id, body cap, refusal audit, latency
-histogram and log line) and the same endpoint function, so the answers are the same.
+The fast path answers only a request it can answer completely: an `application/json` body within
+the cap that parses, no query string, and exactly one `Authorization: Bearer` header whose token
+the validator already verified (TokenValidator.cached) and which holds readings:write. That is
+every request of a client reusing its token. Anything else (a token not seen yet, a refusal, a
+malformed body, an oversized one) it hands, body replayed, to the full app, whose route
+(services.ingest.api) checks, refuses, audits and answers as every other route does. Both paths
+publish through the same `submit`, so an accepted request gets the same answer on either.
+
+What the shared middlewares do per request, the fast path does itself: request id (echoed as
+X-Request-ID and bound to the log context), the latency histogram and log line, refusal audit.
 """
 
 from __future__ import annotations
 
+import json
 import time
+from typing import Any
 
 import structlog
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
-from starlette.requests import Request
+from pydantic import ValidationError
 from starlette.routing import BaseRoute
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from services.ingest.api import readings_endpoint
-from shared.http import (
-    ApiError,
-    BodyTooLargeError,
-    CappedReceive,
-    api_error_response,
-    audit_refusal,
-    body_too_large,
-    declared_too_large,
-    request_id_of,
-    validation_response,
-)
+from services.ingest.api import ReadingsIn, samples_of, submit
+from shared.auth import Principal
+from shared.http import ApiError, audit_refusal, error_body, request_id_of
 
 PATH = "/v1/readings"
+SCOPE = "readings:write"
+_JSON = b"application/json"
 
 
 class ReadingsFastPath:
-    """Answer POST /v1/readings directly; pass every other request to the app."""
+    """Answer a well-formed, already-authorized POST /v1/readings; hand everything else on."""
 
     def __init__(
         self, app: ASGIApp, *, route: BaseRoute, max_body_bytes: int, service: str
@@ -50,35 +49,119 @@ class ReadingsFastPath:
             or scope["path"] != PATH
             or scope["method"] != "POST"
             or scope.get("root_path")
+            or scope.get("query_string")
         ):
             await self.app(scope, receive, send)
             return
+        state = scope["app"].state
+        caller = _authorized_caller(scope["headers"], state, self.max_body_bytes)
+        if caller is None:
+            await self.app(scope, receive, send)
+            return
         started = time.perf_counter()
+        messages, body = await _read_body(receive, self.max_body_bytes)
+        if body is None:  # over the cap, or the client left: the app answers (413) or sees it
+            await self.app(scope, _replay(messages, receive), send)
+            return
+        try:
+            parsed = ReadingsIn.model_validate_json(body) if body else None
+        except ValidationError:
+            parsed = None
+        if parsed is None:  # the app's route names the problem (400 / 422)
+            await self.app(scope, _replay(messages, receive), send)
+            return
         request_id = request_id_of(scope["headers"])
         scope["route"] = self.route
-        status = 500  # an unexpected error propagates to the app's 500 handler
-        with structlog.contextvars.bound_contextvars(request_id=request_id):
-            try:
-                response = await self._respond(scope, receive)
-                response.raw_headers.append((b"x-request-id", request_id.encode()))
-                status = response.status_code
-                await response(scope, receive, send)
-                await audit_refusal(scope, status, service=self.service)
-            finally:
-                scope["app"].state.http_metrics.completed(
-                    method="POST", route=PATH, status=status, started=started
-                )
-
-    async def _respond(self, scope: Scope, receive: Receive) -> JSONResponse:
-        """The endpoint's answer, with errors mapped as the app's exception handlers map them."""
-        cap = self.max_body_bytes
-        if declared_too_large(scope["headers"], cap):
-            return body_too_large(cap)
+        status = 500  # an unexpected error propagates to uvicorn, which answers 500
+        tokens = structlog.contextvars.bind_contextvars(request_id=request_id)
         try:
-            return await readings_endpoint(Request(scope, CappedReceive(receive, cap)))
-        except BodyTooLargeError:
-            return body_too_large(cap)
-        except ApiError as exc:
-            return api_error_response(exc)
-        except RequestValidationError as exc:
-            return validation_response(exc)
+            extra: dict[str, str] = {}
+            try:
+                status, payload = await submit(
+                    state, samples_of(parsed), caller, field_prefix="readings"
+                )
+            except ApiError as exc:  # 503: consent still loading, broker unavailable
+                status, extra = exc.status, exc.headers
+                payload = error_body(exc.code, exc.message, exc.details)
+            await _send_json(send, status, payload, request_id, extra)
+            await audit_refusal(scope, status, service=self.service)
+        finally:
+            state.http_metrics.completed(method="POST", route=PATH, status=status, started=started)
+            structlog.contextvars.reset_contextvars(**tokens)
+
+
+def _authorized_caller(
+    headers: list[tuple[bytes, bytes]], state: Any, max_body_bytes: int
+) -> Principal | None:
+    """The caller, when the headers are the plain case the fast path answers; else None."""
+    ctype = auth = length = None
+    for name, value in headers:
+        if name == b"content-type":
+            if ctype is not None:
+                return None
+            ctype = value
+        elif name == b"authorization":
+            if auth is not None:
+                return None
+            auth = value
+        elif name == b"content-length":
+            length = value
+    if ctype is None or auth is None or auth[:7] != b"Bearer ":
+        return None
+    if ctype != _JSON and ctype.split(b";", 1)[0].strip().lower() != _JSON:
+        return None
+    if length is not None and (not length.isdigit() or int(length) > max_body_bytes):
+        return None
+    validator = getattr(state, "token_validator", None)
+    if validator is None:
+        return None
+    caller: Principal | None = validator.cached(auth[7:].decode("latin-1"))
+    return caller if caller is not None and SCOPE in caller.scopes else None
+
+
+async def _read_body(receive: Receive, cap: int) -> tuple[list[Message], bytes | None]:
+    """The messages received and the whole body; None once it is over `cap` or the client left."""
+    messages: list[Message] = []
+    size = 0
+    while True:
+        message = await receive()
+        messages.append(message)
+        if message["type"] != "http.request":
+            return messages, None
+        size += len(message.get("body", b""))
+        if size > cap:
+            return messages, None
+        if not message.get("more_body", False):
+            break
+    if len(messages) == 1:
+        return messages, messages[0].get("body", b"")
+    return messages, b"".join(m.get("body", b"") for m in messages)
+
+
+def _replay(messages: list[Message], receive: Receive) -> Receive:
+    """A receive that gives back the messages already read, then continues with `receive`."""
+    pending = list(messages)
+
+    async def replayed() -> Message:
+        if pending:
+            return pending.pop(0)
+        return await receive()
+
+    return replayed
+
+
+async def _send_json(
+    send: Send, status: int, payload: dict[str, Any], request_id: str, extra: dict[str, str]
+) -> None:
+    """Send `payload` as Starlette's JSONResponse would render it."""
+    body = json.dumps(
+        payload, ensure_ascii=False, allow_nan=False, indent=None, separators=(",", ":")
+    ).encode()
+    headers = [
+        (b"content-length", str(len(body)).encode()),
+        (b"content-type", _JSON),
+        *((k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in extra.items()),
+        (b"x-request-id", request_id.encode()),
+    ]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})

@@ -73,6 +73,14 @@ class TokenValidator:
         # a key removed from the JWKS keeps working for tokens already seen.
         self._verified: dict[str, tuple[Principal, float]] = {}
 
+    def cached(self, raw: str) -> Principal | None:
+        """The principal of a token already verified and still within its cache window, else
+        None (then `validate` decides). Lets a hot path skip an await for a reused token."""
+        cached = self._verified.get(raw)
+        if cached is not None and self._clock() < cached[1]:
+            return cached[0]
+        return None
+
     async def validate(self, raw: str) -> Principal:
         """Return the token's principal; raise InvalidTokenError, or JwksUnavailableError."""
         cached = self._verified.get(raw)
