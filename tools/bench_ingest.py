@@ -142,7 +142,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         AUTH_JWKS_URL=idp.jwks_url,
         AUTH_ISSUER=idp.issuer,
         AUTH_AUDIENCE=idp.audience,
-        LOG_LEVEL="WARNING",
+        LOG_LEVEL=os.environ.get("BENCH_LOG_LEVEL", "INFO"),  # the default: a line per request
         INGEST_PORT=str(ingest_port),
         INGEST_DATABASE_URL=f"sqlite:///{tmp}/ingest.db",
         GARMIN_CLIENT_ID=GARMIN_ID,

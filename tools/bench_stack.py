@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import os
 import secrets
 import subprocess
@@ -73,8 +74,24 @@ class Process:
         return "\n".join(text.splitlines()[-lines:])
 
     def log_lines(self) -> int:
-        """Number of lines the process logged (services log at WARNING and above only)."""
-        return len(self.log_path.read_text(errors="replace").splitlines())
+        """Lines the process logged at WARNING or above (any line that is not a JSON log event
+        below WARNING counts: a traceback, a line of a library writing on its own)."""
+        return sum(
+            1
+            for line in self.log_path.read_text(errors="replace").splitlines()
+            if _log_level(line) not in QUIET_LEVELS
+        )
+
+
+QUIET_LEVELS = frozenset({"debug", "info"})
+
+
+def _log_level(line: str) -> str | None:
+    try:
+        event = json.loads(line)
+    except ValueError:
+        return None
+    return str(event.get("level", "")).lower() if isinstance(event, dict) else None
 
 
 @dataclass(frozen=True)
@@ -194,7 +211,9 @@ def service_env(
         "SLACK_BOT_TOKEN": SLACK_TOKEN,
         "SLACK_API_BASE_URL": slack.base_url,
         "SLACK_CHANNEL": SLACK_CHANNEL,
-        "LOG_LEVEL": "WARNING",
+        # The services' default, a line per request and per alert, unless BENCH_LOG_LEVEL says.
+        "LOG_LEVEL": os.environ.get("BENCH_LOG_LEVEL", "INFO"),
+        "LOG_FORMAT": "json",  # Process.log_lines reads the level of each line
         "KAFKA_SESSION_TIMEOUT_MS": "2000",
         "KAFKA_HEARTBEAT_INTERVAL_MS": "300",
         # Tansu answers a fetch only when its wait expires (as deploy/dev.env does for make run).
