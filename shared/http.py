@@ -144,6 +144,11 @@ class RequestMetrics:
             )
 
 
+# A layer in front of RequestContextMiddleware that already read the body before handing the
+# request on (services.ingest.fastpath) puts its start time here, so the latency counts it.
+REQUEST_STARTED = "shared.request_started"
+
+
 def request_id_of(headers: list[tuple[bytes, bytes]]) -> str:
     """The caller's X-Request-ID when it is well-formed, else a fresh one."""
     for name, value in reversed(headers):  # the last one, as dict(headers) would pick
@@ -174,7 +179,7 @@ class RequestContextMiddleware:
             return
         request_id = request_id_of(scope["headers"])
         status = 500
-        started = time.perf_counter()
+        started = scope.get(REQUEST_STARTED, None) or time.perf_counter()
 
         async def send_wrapper(message: Message) -> None:
             nonlocal status
@@ -281,7 +286,17 @@ class BodyTooLargeError(Exception):
 def declared_too_large(headers: list[tuple[bytes, bytes]], max_bytes: int) -> bool:
     """Whether the request's Content-Length already says the body is over the cap."""
     declared = dict(headers).get(b"content-length")
-    return declared is not None and declared.isdigit() and int(declared) > max_bytes
+    return declared is not None and length_over(declared, max_bytes)
+
+
+def length_over(declared: bytes, max_bytes: int) -> bool:
+    """Whether a Content-Length value of digits says more than max_bytes (False when it is not
+    digits: the server refuses those). Leading zeros are allowed, so its length alone says
+    nothing, and int() of over 4,300 digits would raise."""
+    if not declared.isdigit():
+        return False
+    significant = declared.lstrip(b"0")
+    return len(significant) > 19 or int(significant or b"0") > max_bytes
 
 
 class CappedReceive:
@@ -374,6 +389,8 @@ def wrap_outermost(app: FastAPI, wrap: Callable[[ASGIApp], ASGIApp]) -> None:
     """Put an ASGI layer in front of the app's whole middleware stack (error handling, body
     limit, our middlewares, router), inside only FastAPI's own __call__ (which sets
     scope["app"]). For a hot route that does the shared middlewares' per-request work itself."""
+    if app.middleware_stack is not None:
+        raise RuntimeError("wrap_outermost after the app served its first request")
     build = app.build_middleware_stack
 
     def build_wrapped() -> ASGIApp:

@@ -19,6 +19,7 @@ without error, p99 < 50 ms, ingest + broker) and ingest's CPU time per request.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import secrets
 import signal
@@ -119,19 +120,25 @@ def run_ingest(stack: Stack, wrk: WrkSettings, script: Path) -> tuple[WrkResult,
     return result, (cpu_seconds(stack)["ingest"] - cpu_before) / max(answered, 1.0)
 
 
+def warm_up(stack: Stack, wrk: WrkSettings, script: Path) -> None:
+    """One second of the same load first: JWKS fetched, the token in the verified cache."""
+    run_wrk(WrkSettings(wrk.threads, wrk.connections, 1), script, stack.ingest_url + READINGS_PATH)
+
+
 def ingest_alone(
-    auth: BenchAuth, wrk: WrkSettings, work_dir: Path, run_id: str, *, with_ceiling: bool
-) -> tuple[WrkResult, float, WrkResult | None]:
-    """Phase B's figure for issue 3: a stack of ingest and the broker alone (nothing consumes
-    readings.v1, as in `make bench-ingest`); the ceiling first while it idles, when asked."""
+    auth: BenchAuth, wrk: WrkSettings, work_dir: Path, run_id: str
+) -> tuple[Throughput, float, dict[str, int]]:
+    """Phase B's figure for issue 3: the ceiling, then ingest, beside a stack of ingest and the
+    broker alone (nothing consumes readings.v1, as in `make bench-ingest`); also ingest's CPU
+    per request and the stack's log lines at WARNING or above."""
     work_dir.mkdir(exist_ok=True)
     with running_stack(work_dir, StackOptions(auth.env(), services=("ingest",))) as stack:
         script = write_script(work_dir, run_id, auth.token(READINGS_WRITE))
-        ceiling = run_ceiling(wrk, script, work_dir) if with_ceiling else None
-        warm_up = WrkSettings(wrk.threads, wrk.connections, 1)
-        run_wrk(warm_up, script, stack.ingest_url + READINGS_PATH)  # JWKS, token cache
+        ceiling = run_ceiling(wrk, script, work_dir)
+        warm_up(stack, wrk, script)
         result, cpu = run_ingest(stack, wrk, script)
-    return result, cpu, ceiling
+        logs = {f"{name} (B)": p.log_lines() for name, p in stack.services.items()}
+    return Throughput(_command(wrk), ingest=result, ceiling=ceiling), cpu, logs
 
 
 def verdict_lines(
@@ -159,12 +166,21 @@ def throughput_only(args: argparse.Namespace, wrk_version: str) -> str:
     run_id = secrets.token_hex(3)
     wrk = WrkSettings(args.wrk_threads, args.wrk_connections, args.wrk_duration)
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp, running_idp() as auth:
-        ingest, cpu, ceiling = ingest_alone(auth, wrk, Path(tmp), run_id, with_ceiling=True)
-    assert ceiling is not None
-    tp = Throughput(command=_command(wrk), ingest=ingest, ceiling=ceiling)
+        tp, cpu, logs = ingest_alone(auth, wrk, Path(tmp), run_id)
     lines = ["## Benchmark run (phase B only)", ""]
     lines += [f"- {key}: {value}" for key, value in machine_info(wrk_version)]
-    return "\n".join([*lines, "", *render_throughput(tp), "", *verdict_lines(tp, cpu, None)])
+    log_note = ", ".join(f"{name} {n}" for name, n in logs.items())
+    return "\n".join(
+        [
+            *lines,
+            "",
+            *render_throughput(tp),
+            "",
+            *verdict_lines(tp, cpu, None),
+            "",
+            f"Service log lines at WARNING or above during the run: {log_note}",
+        ]
+    )
 
 
 def _command(wrk: WrkSettings) -> str:
@@ -186,6 +202,7 @@ def phases_a_b(
         print("phase B: wrk against ceiling, then ingest ...", file=sys.stderr, flush=True)
         script = write_script(work_dir, run_id, auth.token(READINGS_WRITE))
         ceiling = run_ceiling(wrk, script, work_dir)
+        warm_up(stack, wrk, script)
         pipeline, cpu = run_ingest(stack, wrk, script)
         e2e.tracker.scan(list(stack.slack.calls))  # late duplicates count too
         logs = {name: p.log_lines() for name, p in stack.services.items()}
@@ -216,13 +233,16 @@ def benchmark(args: argparse.Namespace, wrk_version: str) -> str:
         work_ab, work_c = Path(tmp, "ab"), Path(tmp, "c")
         work_ab.mkdir()
         work_c.mkdir()
-        e2e, handlers, (pipeline, ceiling, pipeline_cpu), logs = phases_a_b(
+        e2e, handlers, (pipeline, pipeline_ceiling, pipeline_cpu), logs = phases_a_b(
             args, auth, work_ab, run_id
         )
-        print("phase B: wrk against ingest + broker alone ...", file=sys.stderr, flush=True)
+        print("phase B: ceiling and ingest beside ingest + broker ...", file=sys.stderr, flush=True)
         wrk = WrkSettings(args.wrk_threads, args.wrk_connections, args.wrk_duration)
-        ingest, cpu, _ = ingest_alone(auth, wrk, Path(tmp, "b"), run_id, with_ceiling=False)
-        throughput = Throughput(_command(wrk), ingest=ingest, ceiling=ceiling, pipeline=pipeline)
+        alone, cpu, logs_b = ingest_alone(auth, wrk, Path(tmp, "b"), run_id)
+        logs |= logs_b
+        throughput = dataclasses.replace(
+            alone, pipeline=pipeline, pipeline_ceiling=pipeline_ceiling
+        )
         revocations = None
         if args.revocations:
             revocations, logs_c = phase_c(args, auth, work_c, run_id)

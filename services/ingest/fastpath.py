@@ -25,11 +25,19 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from services.ingest.api import ReadingsIn, samples_of, submit
 from shared.auth import Principal
-from shared.http import ApiError, audit_refusal, error_body, request_id_of
+from shared.http import (
+    REQUEST_STARTED,
+    ApiError,
+    audit_refusal,
+    error_body,
+    length_over,
+    request_id_of,
+)
 
 PATH = "/v1/readings"
 SCOPE = "readings:write"
 _JSON = b"application/json"
+_PLAIN_500 = b"Internal Server Error"
 
 
 class ReadingsFastPath:
@@ -46,9 +54,8 @@ class ReadingsFastPath:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if (
             scope["type"] != "http"
-            or scope["path"] != PATH
             or scope["method"] != "POST"
-            or scope.get("root_path")
+            or _route_path(scope) != PATH
             or scope.get("query_string")
         ):
             await self.app(scope, receive, send)
@@ -60,20 +67,21 @@ class ReadingsFastPath:
             return
         started = time.perf_counter()
         messages, body = await _read_body(receive, self.max_body_bytes)
-        if body is None:  # over the cap, or the client left: the app answers (413) or sees it
-            await self.app(scope, _replay(messages, receive), send)
-            return
-        try:
-            parsed = ReadingsIn.model_validate_json(body) if body else None
-        except ValidationError:
-            parsed = None
-        if parsed is None:  # the app's route names the problem (400 / 422)
+        parsed = None
+        if body:  # None: over the cap, or the client left; the app answers (413) or sees it
+            try:
+                parsed = ReadingsIn.model_validate_json(body)
+            except ValidationError:
+                pass
+        if parsed is None:  # the app's route names the problem (400 / 413 / 422)
+            scope[REQUEST_STARTED] = started  # its latency counts the body's upload too
             await self.app(scope, _replay(messages, receive), send)
             return
         request_id = request_id_of(scope["headers"])
         scope["route"] = self.route
-        status = 500  # an unexpected error propagates to uvicorn, which answers 500
+        status = 500  # until submit answers
         tokens = structlog.contextvars.bind_contextvars(request_id=request_id)
+        answered = False
         try:
             extra: dict[str, str] = {}
             try:
@@ -83,11 +91,29 @@ class ReadingsFastPath:
             except ApiError as exc:  # 503: consent still loading, broker unavailable
                 status, extra = exc.status, exc.headers
                 payload = error_body(exc.code, exc.message, exc.details)
+            answered = True
             await _send_json(send, status, payload, request_id, extra)
-            await audit_refusal(scope, status, service=self.service)
+            if 400 <= status < 500:  # 422: a sample the catalog refuses
+                await audit_refusal(scope, status, service=self.service)
+        except Exception:
+            # What the app's ServerErrorMiddleware does: a plain 500 unless an answer already
+            # started, then up to the server, which logs the traceback.
+            if not answered:
+                await _send_plain_500(send)
+            raise
         finally:
             state.http_metrics.completed(method="POST", route=PATH, status=status, started=started)
             structlog.contextvars.reset_contextvars(**tokens)
+
+
+def _route_path(scope: Scope) -> str:
+    """The path the router matches (Starlette's get_route_path): without the root_path, when
+    the server or a mount put one in front of it."""
+    path: str = scope["path"]
+    root = scope.get("root_path", "")
+    if root and path.startswith(root) and path[len(root) : len(root) + 1] == "/":
+        return path[len(root) :]
+    return path
 
 
 def _authorized_caller(
@@ -110,7 +136,7 @@ def _authorized_caller(
         return None
     if ctype != _JSON and ctype.split(b";", 1)[0].strip().lower() != _JSON:
         return None
-    if length is not None and (not length.isdigit() or int(length) > max_body_bytes):
+    if length is not None and (not length.isdigit() or length_over(length, max_body_bytes)):
         return None
     validator = getattr(state, "token_validator", None)
     if validator is None:
@@ -165,3 +191,13 @@ async def _send_json(
     ]
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
+
+
+async def _send_plain_500(send: Send) -> None:
+    """Starlette's PlainTextResponse 500, as its ServerErrorMiddleware sends it."""
+    headers = [
+        (b"content-length", str(len(_PLAIN_500)).encode()),
+        (b"content-type", b"text/plain; charset=utf-8"),
+    ]
+    await send({"type": "http.response.start", "status": 500, "headers": headers})
+    await send({"type": "http.response.body", "body": _PLAIN_500})

@@ -11,7 +11,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from shared.topics import READINGS
+from shared.audit import AuditRecorded
+from shared.topics import AUDIT, READINGS
 from tests.fakes.idp import FakeIdP
 from tests.integration.ingest_harness import (
     Ingest,
@@ -74,3 +75,33 @@ async def test_readings_without_consent_are_withheld_and_audited_on_both_paths(
         dropped = await dropped_readings(ingest, count=2)
     mine = [d for d in dropped if d.patient_id == "pt-fast-nc"]
     assert [d.reason for d in mine] == ["no_active_consent", "no_active_consent"]
+
+
+async def test_a_refused_reading_is_audited_once_with_its_request_id_on_both_paths(
+    broker: str, idp: FakeIdP, tmp_path: Path
+) -> None:
+    at = datetime.now(UTC) - timedelta(minutes=1)
+    wrong_unit = body("pt-fast-422", 5.5, at).replace(b"beats/min", b"mmol/L")
+    token = idp.mint(now=int(datetime.now(UTC).timestamp()), scope="readings:write")
+    async with ingest_service(broker, idp, tmp_path) as ingest:
+        answers = [
+            await ingest.post(
+                "/v1/readings",
+                content=wrong_unit,
+                headers={"Authorization": f"Bearer {token}", "X-Request-ID": f"rid-422-{n}"},
+            )
+            for n in (1, 2)  # the full app, then the fast path
+        ]
+        assert [a.status_code for a in answers] == [422, 422], answers[1].text
+        assert answers[0].json() == answers[1].json()
+
+        def refused(events: list[AuditRecorded]) -> list[AuditRecorded]:
+            return [e for e in events if (e.request_id or "").startswith("rid-422-")]
+
+        events = await read_topic(broker, AUDIT, until=lambda es: len(refused(es)) >= 2)
+    assert sorted(
+        (e.request_id, e.action, e.reason, (e.details or {}).get("route")) for e in refused(events)
+    ) == [
+        ("rid-422-1", "request.refused", "http_422", "/v1/readings"),
+        ("rid-422-2", "request.refused", "http_422", "/v1/readings"),
+    ]
