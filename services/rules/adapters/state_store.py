@@ -8,9 +8,10 @@ dropped, so the next owner (or this instance, after a new assignment) reads them
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from sqlalchemy import delete, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -86,15 +87,10 @@ class SqlStateStore(Generic[S]):
         if not rows:
             return
         async with self._engine.begin() as conn:
-            insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
-            stmt = insert(patient_states)
-            stmt = stmt.on_conflict_do_update(
-                index_elements=[patient_states.c.patient_id],
-                set_={k: stmt.excluded[k] for k in ("partition", "state", "updated_at")},
-            )
-            # executemany: one statement shape, compiled once (a VALUES list per batch size was
-            # compiled afresh for each size)
-            await conn.execute(stmt, rows)
+            # executemany of one statement, built once per dialect (its construction was ~5 % of
+            # rules' CPU) and compiled once (a VALUES list per batch size was compiled afresh
+            # for each size)
+            await conn.execute(_upsert(conn.dialect.name), rows)
         for p, part, s in items:
             self._cache[p] = (part, s)
 
@@ -133,3 +129,14 @@ class SqlStateStore(Generic[S]):
                 delete(patient_states).where(patient_states.c.patient_id == patient_id)
             )
         return int(result.rowcount or 0)
+
+
+@functools.cache
+def _upsert(dialect: str) -> Any:
+    """INSERT … ON CONFLICT (patient_id) DO UPDATE of partition, state and updated_at."""
+    insert = pg_insert if dialect == "postgresql" else sqlite_insert
+    stmt = insert(patient_states)
+    return stmt.on_conflict_do_update(
+        index_elements=[patient_states.c.patient_id],
+        set_={k: stmt.excluded[k] for k in ("partition", "state", "updated_at")},
+    )
