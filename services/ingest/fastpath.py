@@ -9,7 +9,9 @@ malformed body, an oversized one) it hands, body replayed, to the full app, whos
 publish through the same `submit`, so an accepted request gets the same answer on either.
 
 What the shared middlewares do per request, the fast path does itself: request id (echoed as
-X-Request-ID and bound to the log context), the latency histogram and log line, refusal audit.
+X-Request-ID and bound to the log context), the latency histogram and log line, refusal audit,
+and the plain 500 of Starlette's ServerErrorMiddleware for an unexpected error. Anything added
+later inside the app's stack (a middleware, an exception handler) does not see its answers.
 """
 
 from __future__ import annotations
